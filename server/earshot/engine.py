@@ -1,0 +1,339 @@
+"""Batched Whisper inference on CTranslate2, knowing nothing of sockets or sessions.
+
+``WhisperEngine.transcribe(requests)`` takes any mix of utterances (finals, partials,
+file segments) and returns one ``Transcript`` each. Inside, requests are grouped by
+encoder window (see ``windows.py``) and each group goes through one batched
+``encode`` → ``detect_language`` (only where needed) → ``generate`` → optional
+``align`` for word timestamps. Outputs that look like runaways are re-run on the full
+30 s window; outputs that look like hallucinations are blanked with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import ctranslate2
+import numpy as np
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import merge_punctuations
+
+from earshot.config import EngineConfig
+from earshot.model_store import ModelNotFound, resolve_model
+from earshot.transcript import Priority, Transcript, TranscriptionRequest, Word
+from earshot.windows import (
+    FULL_WINDOW,
+    choose_window,
+    compression_ratio,
+    looks_like_runaway,
+    token_budget,
+)
+
+log = logging.getLogger(__name__)
+HOP = 160  # samples per feature frame
+MAX_PROMPT_TOKENS = 223
+LANGUAGE_CONFIDENCE = 0.6
+SHORT_FOR_DETECTION_S = 2.0
+# faster-whisper's defaults: punctuation sticks to the neighbouring word.
+PREPEND_PUNCTUATION = "\"'“¿([{-"
+APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be found or loaded; the message is for humans."""
+
+
+@dataclass
+class BatchStats:
+    """What one ``transcribe`` call did, for metrics and benchmarks."""
+
+    requests: int = 0
+    encoder_calls: int = 0
+    fallbacks: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class _Decoded:
+    tokens: list[int]
+    text: str
+    language: str
+    avg_logprob: float
+    no_speech_prob: float
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def resolve_compute_type(compute_type: str, device: str) -> str:
+    if compute_type != "default":
+        return compute_type
+    return "float16" if device == "cuda" else "int8"
+
+
+class WhisperEngine:
+    """Owns one loaded Whisper model. Not thread-safe: the scheduler's thread calls it."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        from faster_whisper import WhisperModel
+
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.compute_type = resolve_compute_type(config.compute_type, self.device)
+        try:
+            path = resolve_model(config.model)
+            self._model = WhisperModel(
+                path,
+                device=self.device,
+                compute_type=self.compute_type,
+                cpu_threads=config.cpu_threads or (os.cpu_count() or 1),
+                download_root=config.download_root,
+            )
+        except ModelNotFound as exc:
+            raise ModelLoadError(str(exc)) from exc
+        except Exception as exc:  # CT2/hub errors come in many types
+            raise ModelLoadError(
+                f"could not load model {config.model!r} on {self.device}/{self.compute_type}: {exc}"
+            ) from exc
+        self.model_name = config.model
+        self._ct2 = self._model.model
+        self.multilingual = bool(self._ct2.is_multilingual)
+        self._tokenizers: dict[str, Tokenizer] = {}
+        self._suppress: list[int] = list(self._tokenizer("en").non_speech_tokens)
+        self.languages: frozenset[str] = (
+            frozenset(self._model.supported_languages) if self.multilingual else frozenset({"en"})
+        )
+        self.last_stats = BatchStats()
+
+    # -- public -------------------------------------------------------------------------
+    def transcribe(self, requests: list[TranscriptionRequest]) -> list[Transcript]:
+        started = time.perf_counter()
+        self.last_stats = BatchStats(requests=len(requests))
+        results: dict[int, Transcript] = {}
+        groups: dict[int, list[TranscriptionRequest]] = defaultdict(list)
+        for request in requests:
+            groups[self._window_for(request)].append(request)
+        retry: list[TranscriptionRequest] = []
+        for window, group in sorted(groups.items()):
+            for request, transcript in zip(group, self._run_group(group, window)):
+                if transcript is None:
+                    retry.append(request)
+                else:
+                    results[request.id] = transcript
+        if retry:
+            self.last_stats.fallbacks = len(retry)
+            for request, transcript in zip(retry, self._run_group(retry, FULL_WINDOW)):
+                results[request.id] = transcript or self._blank(request, "repetition")
+        self.last_stats.seconds = time.perf_counter() - started
+        return [results[r.id] for r in requests]
+
+    def warm_up(self) -> None:
+        """One tiny decode so the first user doesn't pay for lazy initialisation."""
+        self.transcribe([_silence_request()])
+
+    # -- internals ----------------------------------------------------------------------
+    def _window_for(self, request: TranscriptionRequest) -> int:
+        frames = -(-len(request.audio) // HOP)
+        return choose_window(frames, self.config.window_buckets, self.config.min_tail_frames)
+
+    def _tokenizer(self, language: str) -> Tokenizer:
+        tokenizer = self._tokenizers.get(language)
+        if tokenizer is None:
+            tokenizer = Tokenizer(
+                self._model.hf_tokenizer,
+                self.multilingual,
+                task="transcribe",
+                language=language if self.multilingual else "en",
+            )
+            self._tokenizers[language] = tokenizer
+        return tokenizer
+
+    def _features(self, group: list[TranscriptionRequest], window: int) -> ctranslate2.StorageView:
+        batch = np.zeros(
+            (len(group), self._model.feature_extractor.mel_filters.shape[0], window), np.float32
+        )
+        for i, request in enumerate(group):
+            audio = request.audio[: window * HOP]
+            padded = np.zeros(window * HOP, np.float32)
+            padded[: len(audio)] = audio
+            batch[i] = self._model.feature_extractor(padded, padding=0)[:, :window]
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(batch))
+
+    def _run_group(self, group: list[TranscriptionRequest], window: int) -> list[Transcript | None]:
+        """Transcripts for one window size; None marks a runaway to retry on 30 s."""
+        self.last_stats.encoder_calls += 1
+        encoded = self._ct2.encode(self._features(group, window), to_cpu=False)
+        languages = self._languages(group, encoded)
+        decoded = self._generate(group, encoded, languages)
+        words = self._words(group, encoded, decoded)
+        out: list[Transcript | None] = []
+        for request, result, request_words in zip(group, decoded, words):
+            duration = request.duration
+            if looks_like_runaway(
+                len(result.tokens), result.text, duration, self.config.compression_ratio_threshold
+            ):
+                out.append(
+                    None if window < FULL_WINDOW else self._blank(request, "repetition", result)
+                )
+                continue
+            reason = self._hallucination(result)
+            if reason:
+                out.append(self._blank(request, reason, result))
+                continue
+            out.append(
+                Transcript(
+                    text=result.text,
+                    language=result.language,
+                    words=request_words,
+                    avg_logprob=result.avg_logprob,
+                    no_speech_prob=result.no_speech_prob,
+                    window_frames=window,
+                )
+            )
+        return out
+
+    def _languages(
+        self, group: list[TranscriptionRequest], encoded: ctranslate2.StorageView
+    ) -> list[str]:
+        if not self.multilingual:
+            return ["en"] * len(group)
+        if all(r.language for r in group):
+            return [str(r.language) for r in group]
+        detected = self._ct2.detect_language(encoded)
+        return [
+            r.language or self._pick_language(r, probabilities)
+            for r, probabilities in zip(group, detected)
+        ]
+
+    def _pick_language(
+        self, request: TranscriptionRequest, probabilities: list[tuple[str, float]]
+    ) -> str:
+        token, probability = probabilities[0]
+        unsure = probability < LANGUAGE_CONFIDENCE or request.duration < SHORT_FOR_DETECTION_S
+        if request.language_hint and unsure:
+            return request.language_hint
+        return token.strip("<|>")
+
+    def detect_language(self, audio: np.ndarray) -> str:
+        """Most likely language of up to 30 s of speech (for whole files)."""
+        if not self.multilingual:
+            return "en"
+        request = TranscriptionRequest(audio=audio[: 30 * 16000], priority=Priority.FILE)
+        encoded = self._ct2.encode(self._features([request], FULL_WINDOW), to_cpu=False)
+        return str(self._ct2.detect_language(encoded)[0][0][0].strip("<|>"))
+
+    def _prompt(self, request: TranscriptionRequest, language: str) -> list[int]:
+        tokenizer = self._tokenizer(language)
+        prompt: list[int] = []
+        if request.prompt:
+            tokens = tokenizer.encode(" " + request.prompt.strip())
+            prompt = [tokenizer.sot_prev, *tokens[-MAX_PROMPT_TOKENS:]]
+        return [*prompt, *tokenizer.sot_sequence, tokenizer.no_timestamps]
+
+    def _generate(
+        self,
+        group: list[TranscriptionRequest],
+        encoded: ctranslate2.StorageView,
+        languages: list[str],
+    ) -> list[_Decoded]:
+        prompts = [self._prompt(r, lang) for r, lang in zip(group, languages)]
+        budget = max(token_budget(r.duration) for r in group)
+        results = self._ct2.generate(
+            encoded,
+            prompts,
+            beam_size=self.config.beam_size,
+            max_length=budget,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1, *self._suppress],
+        )
+        decoded = []
+        for result, language in zip(results, languages):
+            tokenizer = self._tokenizer(language)
+            tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+            # CT2 scores are length-normalised cumulative log-probs (length_penalty=1).
+            cumulative = result.scores[0] * len(tokens)
+            decoded.append(
+                _Decoded(
+                    tokens=tokens,
+                    text=tokenizer.decode(tokens).strip(),
+                    language=language,
+                    avg_logprob=cumulative / (len(tokens) + 1),
+                    no_speech_prob=result.no_speech_prob,
+                )
+            )
+        return decoded
+
+    def _words(
+        self,
+        group: list[TranscriptionRequest],
+        encoded: ctranslate2.StorageView,
+        decoded: list[_Decoded],
+    ) -> list[tuple[Word, ...]]:
+        if not any(r.word_timestamps and d.tokens for r, d in zip(group, decoded)):
+            return [()] * len(group)
+        # One batched align call; its start sequence carries one language, which only
+        # nudges cross-attention: acceptable for timing words.
+        first = next(d for r, d in zip(group, decoded) if r.word_timestamps and d.tokens)
+        tokenizer = self._tokenizer(first.language)
+        text_tokens = [d.tokens or [tokenizer.eot] for d in decoded]
+        frames = [max(1, -(-len(r.audio) // HOP)) for r in group]
+        alignments = self._model.find_alignment(tokenizer, text_tokens, encoded, frames)
+        words: list[tuple[Word, ...]] = []
+        for request, result, alignment in zip(group, decoded, alignments):
+            if not request.word_timestamps or not result.tokens:
+                words.append(())
+                continue
+            merge_punctuations(alignment, PREPEND_PUNCTUATION, APPEND_PUNCTUATION)
+            words.append(
+                tuple(
+                    Word(
+                        word=w["word"],
+                        start=float(w["start"]),
+                        end=float(w["end"]),
+                        probability=float(w["probability"]),
+                    )
+                    for w in alignment
+                    if w["word"]
+                )
+            )
+        return words
+
+    def _hallucination(self, result: _Decoded) -> str | None:
+        cfg = self.config
+        if not result.tokens:
+            return None
+        if (
+            result.no_speech_prob > cfg.no_speech_threshold
+            and result.avg_logprob < cfg.logprob_threshold
+        ):
+            return "no_speech"
+        if result.avg_logprob < cfg.min_avg_logprob:
+            return "low_confidence"
+        if compression_ratio(result.text) > cfg.compression_ratio_threshold:
+            return "repetition"
+        return None
+
+    def _blank(
+        self, request: TranscriptionRequest, reason: str, result: _Decoded | None = None
+    ) -> Transcript:
+        return Transcript(
+            text="",
+            language=result.language if result else (request.language or "en"),
+            suppressed=reason,
+            avg_logprob=result.avg_logprob if result else 0.0,
+            no_speech_prob=result.no_speech_prob if result else 0.0,
+        )
+
+
+def _silence_request() -> TranscriptionRequest:
+    return TranscriptionRequest(
+        audio=np.zeros(16000, np.float32), priority=Priority.FILE, language="en"
+    )

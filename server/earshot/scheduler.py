@@ -1,0 +1,245 @@
+"""The central batching loop: one engine thread serving every session and job.
+
+Theory of operation
+-------------------
+Sessions ``submit`` requests from the asyncio loop; the engine thread takes batches
+and calls the engine off the loop, so the loop never blocks on the model. Results go
+back through ``loop.call_soon_threadsafe`` to the callback given with each request.
+
+Which requests form the next batch is decided by ``select_batch``, a pure function:
+
+1. finals, oldest first — a final is never delayed for anything else;
+2. file segments that waited longer than ``file_max_wait_s`` (jobs never starve);
+3. partials, oldest first, if ``partials_with_finals`` or no final is in the batch —
+   a newer partial of an utterance has already replaced its older queued one, and a
+   partial older than ``partial_max_age_s`` is dropped as stale: under load partials
+   thin out instead of finals slowing down;
+4. remaining file segments.
+
+On a GPU a batch costs little more than one request, so a short ``batch_wait_ms`` and
+mixing partials into final batches pay off; on a CPU one encode fills every core, so
+finals go alone and partials only use idle time. Same code, different settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from earshot.transcript import Priority, Transcript, TranscriptionRequest
+
+log = logging.getLogger(__name__)
+
+ResultCallback = Callable[[TranscriptionRequest, Transcript], None]
+
+
+class Engine(Protocol):
+    def transcribe(self, requests: list[TranscriptionRequest]) -> list[Transcript]: ...
+
+
+@dataclass(frozen=True)
+class SchedulingPolicy:
+    max_batch: int = 8
+    batch_wait_s: float = 0.0
+    partial_max_age_s: float = 2.0
+    partials_with_finals: bool = False
+    file_max_wait_s: float = 5.0
+
+
+@dataclass(eq=False)
+class Pending:
+    request: TranscriptionRequest
+    callback: ResultCallback
+    enqueued: float
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What one engine call did; listeners feed metrics and benchmarks from it."""
+
+    size: int
+    finals: int
+    partials: int
+    files: int
+    seconds: float
+    queue_waits: tuple[float, ...]
+    stale_partials_dropped: int
+    failed: bool = False
+
+
+@dataclass
+class Queues:
+    finals: deque[Pending] = field(default_factory=deque)
+    partials: OrderedDict[tuple[str, int], Pending] = field(default_factory=OrderedDict)
+    files: deque[Pending] = field(default_factory=deque)
+
+    def __len__(self) -> int:
+        return len(self.finals) + len(self.partials) + len(self.files)
+
+
+def select_batch(queues: Queues, policy: SchedulingPolicy, now: float) -> tuple[list[Pending], int]:
+    """Remove and return the next batch, and how many stale partials were dropped."""
+    batch: list[Pending] = []
+    room = policy.max_batch
+    while queues.finals and len(batch) < room:
+        batch.append(queues.finals.popleft())
+    while (
+        queues.files
+        and len(batch) < room
+        and now - queues.files[0].enqueued > policy.file_max_wait_s
+    ):
+        batch.append(queues.files.popleft())
+    dropped = 0
+    for key in list(queues.partials):
+        if now - queues.partials[key].enqueued > policy.partial_max_age_s:
+            del queues.partials[key]
+            dropped += 1
+    if policy.partials_with_finals or not batch:
+        while queues.partials and len(batch) < room:
+            batch.append(queues.partials.popitem(last=False)[1])
+    while (
+        queues.files
+        and len(batch) < room
+        and not any(p.request.priority is Priority.FINAL for p in batch)
+    ):
+        batch.append(queues.files.popleft())
+    return batch, dropped
+
+
+class BatchScheduler:
+    def __init__(self, engine: Engine, policy: SchedulingPolicy) -> None:
+        self.engine = engine
+        self.policy = policy
+        self._queues = Queues()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._busy: deque[tuple[float, float, float]] = deque()
+        """(begin, end, share of the batch that was finals) per engine call."""
+        self.listeners: list[Callable[[BatchReport], None]] = []
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="earshot-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish what is queued, then end the engine thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- loop side ------------------------------------------------------------------------
+    def submit(self, request: TranscriptionRequest, callback: ResultCallback) -> None:
+        pending = Pending(request, callback, time.monotonic())
+        with self._cond:
+            if request.priority is Priority.FINAL:
+                self._queues.finals.append(pending)
+                self._queues.partials.pop((request.owner, request.utterance), None)
+            elif request.priority is Priority.PARTIAL:
+                key = (request.owner, request.utterance)
+                self._queues.partials.pop(key, None)  # newer replaces older, re-queued at the end
+                self._queues.partials[key] = pending
+            else:
+                self._queues.files.append(pending)
+            self._cond.notify()
+
+    def queue_depths(self) -> dict[str, int]:
+        with self._cond:
+            return {
+                "final": len(self._queues.finals),
+                "partial": len(self._queues.partials),
+                "file": len(self._queues.files),
+            }
+
+    def oldest_final_wait(self) -> float:
+        with self._cond:
+            if not self._queues.finals:
+                return 0.0
+            return time.monotonic() - self._queues.finals[0].enqueued
+
+    def busy_ratio(self, window_s: float = 10.0, *, finals_only: bool = False) -> float:
+        """Share of the last ``window_s`` seconds the engine spent transcribing.
+
+        ``finals_only`` counts just the finals' share of each batch: the work that must
+        be done, as opposed to partials, which fill whatever time is left.
+        """
+        now = time.monotonic()
+        start = now - window_s
+        with self._cond:
+            busy = sum(
+                max(0.0, end - max(begin, start)) * (share if finals_only else 1.0)
+                for begin, end, share in self._busy
+                if end > start
+            )
+        return min(1.0, busy / window_s)
+
+    # -- engine thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queues and not self._stopping:
+                    self._cond.wait()
+                if not self._queues and self._stopping:
+                    return
+                if self.policy.batch_wait_s > 0 and len(self._queues) < self.policy.max_batch:
+                    self._cond.wait(self.policy.batch_wait_s)
+                now = time.monotonic()
+                batch, dropped = select_batch(self._queues, self.policy, now)
+            if batch:
+                self._execute(batch, now, dropped)
+
+    def _execute(self, batch: list[Pending], now: float, dropped: int) -> None:
+        requests = [p.request for p in batch]
+        failed = False
+        try:
+            transcripts = self.engine.transcribe(requests)
+        except Exception as exc:  # one bad batch must not take the server down
+            log.exception("engine failed on a batch of %d", len(batch))
+            failed = True
+            transcripts = [
+                Transcript(text="", language=r.language or "", error=f"engine error: {exc}")
+                for r in requests
+            ]
+        end = time.monotonic()
+        with self._cond:
+            finals = sum(r.priority is Priority.FINAL for r in requests)
+            self._busy.append((now, end, finals / len(requests)))
+            while self._busy and self._busy[0][1] < end - 60:
+                self._busy.popleft()
+        report = BatchReport(
+            size=len(batch),
+            finals=sum(r.priority is Priority.FINAL for r in requests),
+            partials=sum(r.priority is Priority.PARTIAL for r in requests),
+            files=sum(r.priority is Priority.FILE for r in requests),
+            seconds=end - now,
+            queue_waits=tuple(now - p.enqueued for p in batch),
+            stale_partials_dropped=dropped,
+            failed=failed,
+        )
+        for listener in self.listeners:
+            try:
+                listener(report)
+            except Exception:
+                log.exception("batch listener failed")
+        assert self._loop is not None
+        for pending, transcript in zip(batch, transcripts):
+            try:
+                self._loop.call_soon_threadsafe(pending.callback, pending.request, transcript)
+            except RuntimeError:  # loop closed during shutdown: nobody left to tell
+                return

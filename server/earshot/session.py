@@ -1,0 +1,282 @@
+"""One streaming connection's logic, without sockets or a model (sans-I/O).
+
+Theory of operation
+-------------------
+Feed it what the client sent (``receive_audio``, ``finalize``, ``close_stream``) and
+what the engine answered (``receive_transcript``); read back what to do next:
+``requests_to_engine()`` (utterance audio to transcribe) and ``messages_to_send()``
+(protocol messages for the client). The asyncio adapter in ``listen.py`` only moves
+bytes and results between those calls and the world.
+
+Audio is decoded and resampled to 16 kHz (``PcmDecoder``), scored per 32 ms frame by
+a ``VoiceDetector`` and segmented by ``UtteranceSegmenter``. The session keeps just
+the audio of the open utterance (plus a pre-roll). While an utterance is open it asks
+for a partial every ``partial_interval`` of new audio; when it closes it asks for the
+final. Finals are released strictly in utterance order, exactly one each, even if the
+engine answers out of order; a partial is dropped once its utterance's final was
+requested, or when a newer partial of it was already sent. After ``close_stream`` the
+session sends ``closed`` once every final is out.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from earshot.audio import AudioFormat, PcmDecoder
+from earshot.config import SAMPLE_RATE
+from earshot.endpointing import (
+    SegmenterConfig,
+    State,
+    UtteranceEnd,
+    UtteranceSegmenter,
+    UtteranceStart,
+)
+from earshot.protocol import SessionOptions
+from earshot.transcript import Priority, Transcript, TranscriptionRequest
+from earshot.vad import VoiceDetector
+
+
+@dataclass(frozen=True)
+class SessionTuning:
+    """Server-side knobs that clients don't set."""
+
+    partial_interval_s: float = 0.6
+    min_partial_s: float = 0.5
+    """No partial before this much utterance audio: too little to say anything."""
+    preroll_s: float = 0.3
+    postroll_s: float = 0.2
+    vad_threshold: float = 0.5
+
+
+class StreamSession:
+    def __init__(
+        self,
+        options: SessionOptions,
+        vad: VoiceDetector,
+        *,
+        tuning: SessionTuning | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        self.options = options
+        self.tuning = tuning or SessionTuning()
+        self.id = session_id or uuid.uuid4().hex[:16]
+        self._vad = vad
+        self._decoder = PcmDecoder(AudioFormat(options.sample_rate, options.encoding))
+        self._segmenter = UtteranceSegmenter(
+            SegmenterConfig(
+                threshold=self.tuning.vad_threshold,
+                endpointing_samples=int(options.endpointing_ms * SAMPLE_RATE / 1000),
+                max_utterance_samples=int(options.max_utterance_s * SAMPLE_RATE),
+                preroll_samples=int(self.tuning.preroll_s * SAMPLE_RATE),
+                postroll_samples=int(self.tuning.postroll_s * SAMPLE_RATE),
+            )
+        )
+        # Audio kept: samples [_buffer_start, _received) of the stream clock.
+        self._buffer = np.zeros(0, np.float32)
+        self._buffer_start = 0
+        self._received = 0
+        self._utterance: int | None = None
+        """Number of the open utterance (None between utterances)."""
+        self._utterance_start = 0
+        self._next_utterance = 0
+        self._last_partial_at = 0
+        self._pending_finals: dict[int, TranscriptionRequest] = {}
+        self._ready_finals: dict[int, dict[str, Any]] = {}
+        self._next_final_out = 0
+        self._partial_sent: dict[int, int] = {}
+        """Request id of the newest partial sent per open utterance (older ones are stale)."""
+        self._language_hint: str | None = None
+        self._requests: list[TranscriptionRequest] = []
+        self._messages: list[dict[str, Any]] = []
+        self.closing = False
+        self.closed = False
+
+    # -- inputs -------------------------------------------------------------------------
+    def receive_audio(self, frame: bytes) -> None:
+        """A binary frame of PCM; raises ``AudioFormatError`` on a malformed one."""
+        if self.closing:
+            return
+        self._append(self._decoder.decode(frame))
+
+    def finalize(self) -> None:
+        """Client's ``finalize``: end the open utterance now."""
+        self._boundaries(self._segmenter.end_now(self._received))
+
+    def close_stream(self) -> None:
+        """No more audio: finalize everything, then ``closed`` when all finals are out."""
+        if self.closing:
+            return
+        self._append(self._decoder.flush())
+        self.finalize()
+        self.closing = True
+        self._maybe_closed()
+
+    def receive_transcript(self, request: TranscriptionRequest, transcript: Transcript) -> None:
+        if request.priority is Priority.FINAL:
+            if transcript.text:
+                self._language_hint = transcript.language
+            self._ready_finals[request.utterance] = self._final_message(request, transcript)
+            self._pending_finals.pop(request.utterance, None)
+            self._release_finals()
+        elif self._partial_is_current(request) and transcript.text:
+            self._partial_sent[request.utterance] = request.id
+            self._messages.append(
+                {
+                    "type": "partial",
+                    "utterance": request.utterance,
+                    "start": round(request.start, 3),
+                    "end": round(request.start + request.duration, 3),
+                    "text": transcript.text,
+                }
+            )
+
+    # -- outputs ------------------------------------------------------------------------
+    def requests_to_engine(self) -> list[TranscriptionRequest]:
+        requests, self._requests = self._requests, []
+        return requests
+
+    def messages_to_send(self) -> list[dict[str, Any]]:
+        messages, self._messages = self._messages, []
+        return messages
+
+    @property
+    def audio_seconds(self) -> float:
+        return self._received / SAMPLE_RATE
+
+    @property
+    def outstanding_finals(self) -> int:
+        return len(self._pending_finals)
+
+    # -- internals ----------------------------------------------------------------------
+    def _append(self, samples: np.ndarray) -> None:
+        if len(samples) == 0:
+            return
+        self._buffer = np.concatenate([self._buffer, samples])
+        self._received += len(samples)
+        probabilities = self._vad.process(samples)
+        self._boundaries(self._segmenter.feed(probabilities.tolist()))
+        if self._utterance is None:
+            # Keep only the pre-roll a future utterance may reach back into.
+            # The segmenter confirms an onset up to ~1 s after its first voiced frame.
+            keep = int((self.tuning.preroll_s + 1.0) * SAMPLE_RATE) + len(samples)
+            self._trim(self._received - keep)
+        else:
+            self._maybe_partial()
+
+    def _boundaries(self, boundaries: list[UtteranceStart | UtteranceEnd]) -> None:
+        for boundary in boundaries:
+            if isinstance(boundary, UtteranceStart):
+                self._open(boundary.start)
+            else:
+                self._close(boundary.end)
+
+    def _open(self, start: int) -> None:
+        self._utterance = self._next_utterance
+        self._next_utterance += 1
+        self._utterance_start = max(start, self._buffer_start)
+        self._last_partial_at = self._utterance_start
+        self._messages.append(
+            {
+                "type": "speech_started",
+                "utterance": self._utterance,
+                "start": round(self._utterance_start / SAMPLE_RATE, 3),
+            }
+        )
+
+    def _close(self, end: int) -> None:
+        if self._utterance is None:
+            return
+        request = self._request(Priority.FINAL, min(end, self._received))
+        self._pending_finals[request.utterance] = request
+        self._requests.append(request)
+        self._utterance = None
+        self._trim(end)
+
+    def _maybe_partial(self) -> None:
+        if not self.options.interim_results or self._utterance is None:
+            return
+        if self._segmenter.state is not State.SPEECH:
+            # Trailing silence: the final is probably next; a partial now would only
+            # hold the engine up in front of it.
+            return
+        now = self._received
+        if now - self._last_partial_at < self.tuning.partial_interval_s * SAMPLE_RATE:
+            return
+        if now - self._utterance_start < self.tuning.min_partial_s * SAMPLE_RATE:
+            return
+        self._last_partial_at = now
+        self._requests.append(self._request(Priority.PARTIAL, now))
+
+    def _request(self, priority: Priority, end: int) -> TranscriptionRequest:
+        assert self._utterance is not None
+        lo = self._utterance_start - self._buffer_start
+        hi = end - self._buffer_start
+        return TranscriptionRequest(
+            audio=self._buffer[lo:hi].copy(),
+            priority=priority,
+            language=self.options.language,
+            language_hint=self._language_hint,
+            prompt=self.options.prompt,
+            word_timestamps=self.options.word_timestamps and priority is Priority.FINAL,
+            owner=self.id,
+            utterance=self._utterance,
+            start=self._utterance_start / SAMPLE_RATE,
+        )
+
+    def _trim(self, before: int) -> None:
+        drop = min(max(0, before - self._buffer_start), len(self._buffer))
+        if drop:
+            self._buffer = self._buffer[drop:]
+            self._buffer_start += drop
+
+    def _partial_is_current(self, request: TranscriptionRequest) -> bool:
+        # A result may arrive after newer partials were requested: still worth showing,
+        # unless a newer one was already shown or the utterance is over.
+        return (
+            request.utterance == self._utterance
+            and request.id > self._partial_sent.get(request.utterance, -1)
+            and not self.closing
+        )
+
+    def _final_message(
+        self, request: TranscriptionRequest, transcript: Transcript
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "type": "final",
+            "utterance": request.utterance,
+            "start": round(request.start, 3),
+            "end": round(request.start + request.duration, 3),
+            "text": transcript.text,
+            "language": transcript.language,
+        }
+        if request.word_timestamps:
+            message["words"] = [
+                {
+                    "word": w.word,
+                    "start": round(request.start + w.start, 3),
+                    "end": round(request.start + w.end, 3),
+                    "probability": round(w.probability, 4),
+                }
+                for w in transcript.words
+            ]
+        if transcript.error:
+            self._messages.append(
+                {"type": "error", "code": "engine_error", "message": transcript.error}
+            )
+        return message
+
+    def _release_finals(self) -> None:
+        while self._next_final_out in self._ready_finals:
+            self._messages.append(self._ready_finals.pop(self._next_final_out))
+            self._partial_sent.pop(self._next_final_out, None)
+            self._next_final_out += 1
+        self._maybe_closed()
+
+    def _maybe_closed(self) -> None:
+        if self.closing and not self.closed and self._next_final_out == self._next_utterance:
+            self.closed = True
+            self._messages.append({"type": "closed"})

@@ -32,6 +32,9 @@ class EngineConfig:
     min_tail_frames: int = 100
     """Silence frames a bucketed window must leave after the audio (runaway safety)."""
     no_speech_threshold: float = 0.6
+    no_speech_hard_threshold: float = 0.85
+    """Above this no-speech probability a result is dropped whatever its confidence
+    (Whisper's "you" on digital silence comes with p ≈ 0.9 and a decent log-prob)."""
     logprob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
     min_avg_logprob: float = -1.5

@@ -315,6 +315,8 @@ class WhisperEngine:
             and result.avg_logprob < cfg.logprob_threshold
         ):
             return "no_speech"
+        if result.no_speech_prob > cfg.no_speech_hard_threshold:
+            return "no_speech"
         if result.avg_logprob < cfg.min_avg_logprob:
             return "low_confidence"
         if compression_ratio(result.text) > cfg.compression_ratio_threshold:

@@ -1,0 +1,161 @@
+"""Ordering rules of the batching loop, with a fake engine (the real one is tested end to end)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from earshot.scheduler import BatchScheduler, Pending, Queues, SchedulingPolicy, select_batch
+from earshot.transcript import Priority, Transcript, TranscriptionRequest
+
+
+def request(priority: Priority, owner: str = "s", utterance: int = 0) -> TranscriptionRequest:
+    return TranscriptionRequest(
+        audio=np.zeros(1600, np.float32), priority=priority, owner=owner, utterance=utterance
+    )
+
+
+def pending(priority: Priority, enqueued: float = 0.0, **kw: object) -> Pending:
+    return Pending(request(priority, **kw), lambda r, t: None, enqueued)  # type: ignore[arg-type]
+
+
+def queues(*items: Pending) -> Queues:
+    q = Queues()
+    for p in items:
+        if p.request.priority is Priority.FINAL:
+            q.finals.append(p)
+        elif p.request.priority is Priority.PARTIAL:
+            q.partials[(p.request.owner, p.request.utterance)] = p
+        else:
+            q.files.append(p)
+    return q
+
+
+CPU = SchedulingPolicy(max_batch=4, partials_with_finals=False)
+GPU = SchedulingPolicy(max_batch=4, partials_with_finals=True)
+
+
+def test_finals_come_first_and_in_arrival_order() -> None:
+    f1, f2 = pending(Priority.FINAL, owner="a"), pending(Priority.FINAL, owner="b")
+    q = queues(pending(Priority.PARTIAL, owner="c"), f1, pending(Priority.FILE), f2)
+    batch, _ = select_batch(q, CPU, now=0.1)
+    assert batch == [f1, f2]
+
+
+def test_gpu_policy_fills_final_batches_with_partials() -> None:
+    f = pending(Priority.FINAL)
+    p = pending(Priority.PARTIAL, owner="x")
+    batch, _ = select_batch(queues(f, p), GPU, now=0.1)
+    assert batch == [f, p]
+
+
+def test_partials_run_when_no_final_waits() -> None:
+    p1, p2 = pending(Priority.PARTIAL, owner="a"), pending(Priority.PARTIAL, owner="b")
+    batch, _ = select_batch(queues(p1, p2), CPU, now=0.1)
+    assert batch == [p1, p2]
+
+
+def test_batch_size_is_bounded() -> None:
+    finals = [pending(Priority.FINAL, owner=str(i)) for i in range(6)]
+    q = queues(*finals)
+    batch, _ = select_batch(q, CPU, now=0.1)
+    assert batch == finals[:4] and list(q.finals) == finals[4:]
+
+
+def test_stale_partials_are_dropped() -> None:
+    old = pending(Priority.PARTIAL, enqueued=0.0, owner="a")
+    fresh = pending(Priority.PARTIAL, enqueued=2.5, owner="b")
+    batch, dropped = select_batch(queues(old, fresh), CPU, now=3.0)
+    assert batch == [fresh] and dropped == 1
+
+
+def test_files_wait_behind_live_work_but_never_starve() -> None:
+    file = pending(Priority.FILE, enqueued=0.0)
+    f = pending(Priority.FINAL, enqueued=0.0)
+    batch, _ = select_batch(queues(f, file), CPU, now=1.0)
+    assert batch == [f]
+    q = queues(pending(Priority.FINAL, enqueued=9.0), file)
+    batch, _ = select_batch(q, CPU, now=10.0)
+    assert file in batch  # waited longer than file_max_wait_s
+
+
+class RecordingEngine:
+    def __init__(self, fail: bool = False, delay: float = 0.0) -> None:
+        self.batches: list[list[TranscriptionRequest]] = []
+        self.fail = fail
+        self.delay = delay
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def transcribe(self, requests: list[TranscriptionRequest]) -> list[Transcript]:
+        self.gate.wait(5)
+        self.batches.append(requests)
+        time.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("injected")
+        return [Transcript(text=f"t{r.utterance}", language="en") for r in requests]
+
+
+async def run_scheduler(
+    engine: RecordingEngine, submit: list[TranscriptionRequest]
+) -> dict[int, Transcript]:
+    scheduler = BatchScheduler(engine, CPU)
+    scheduler.start(asyncio.get_running_loop())
+    results: dict[int, Transcript] = {}
+    done = asyncio.Event()
+
+    def callback(req: TranscriptionRequest, transcript: Transcript) -> None:
+        results[req.id] = transcript
+        if len(results) == expected:
+            done.set()
+
+    engine.gate.clear()  # hold the engine so everything queues up first
+    for r in submit:
+        scheduler.submit(r, callback)
+    expected = len({(r.owner, r.utterance, r.priority) for r in submit})
+    engine.gate.set()
+    await asyncio.wait_for(done.wait(), 5)
+    scheduler.stop()
+    return results
+
+
+@pytest.mark.asyncio
+async def test_a_newer_partial_replaces_its_queued_older_one() -> None:
+    engine = RecordingEngine()
+    older, newer = request(Priority.PARTIAL), request(Priority.PARTIAL)
+    results = await run_scheduler(engine, [older, newer])
+    assert newer.id in results and older.id not in results
+
+
+@pytest.mark.asyncio
+async def test_results_reach_the_loop_through_callbacks() -> None:
+    engine = RecordingEngine()
+    finals = [request(Priority.FINAL, owner=str(i), utterance=i) for i in range(3)]
+    results = await run_scheduler(engine, finals)
+    assert [results[f.id].text for f in finals] == ["t0", "t1", "t2"]
+
+
+@pytest.mark.asyncio
+async def test_an_engine_exception_fails_only_that_batch() -> None:
+    engine = RecordingEngine(fail=True)
+    final = request(Priority.FINAL)
+    results = await run_scheduler(engine, [final])
+    assert results[final.id].error and results[final.id].text == ""
+
+
+@pytest.mark.asyncio
+async def test_busy_ratio_counts_engine_time() -> None:
+    engine = RecordingEngine(delay=0.2)
+    scheduler = BatchScheduler(engine, CPU)
+    scheduler.start(asyncio.get_running_loop())
+    done = asyncio.Event()
+    scheduler.submit(request(Priority.FINAL), lambda r, t: done.set())
+    await asyncio.wait_for(done.wait(), 5)
+    assert 0.15 / 10 <= scheduler.busy_ratio() <= 0.5 / 10
+    assert scheduler.busy_ratio(finals_only=True) == pytest.approx(scheduler.busy_ratio())
+    scheduler.stop()
+    assert not scheduler.alive

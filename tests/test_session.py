@@ -1,0 +1,215 @@
+"""The sans-I/O session core, driven with synthetic audio and a loudness VAD."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tests.fakes import LoudnessVad, pcm16, silence, tone
+
+from earshot.audio import AudioFormatError, FrameTooLarge
+from earshot.protocol import SessionOptions
+from earshot.session import SessionTuning, StreamSession
+from earshot.transcript import Priority, Transcript, TranscriptionRequest
+
+
+def make(**options: object) -> StreamSession:
+    return StreamSession(SessionOptions(**options), LoudnessVad())  # type: ignore[arg-type]
+
+
+def feed(session: StreamSession, audio: np.ndarray, chunk_s: float = 0.1) -> None:
+    step = int(16000 * chunk_s)
+    for i in range(0, len(audio), step):
+        session.receive_audio(pcm16(audio[i : i + step]))
+
+
+def answer_all(session: StreamSession, text: str = "hello") -> list[TranscriptionRequest]:
+    requests = session.requests_to_engine()
+    for r in requests:
+        session.receive_transcript(r, Transcript(text=f"{text} {r.utterance}", language="en"))
+    return requests
+
+
+def test_silence_produces_no_requests_and_no_messages() -> None:
+    session = make()
+    feed(session, silence(5))
+    session.close_stream()
+    assert session.requests_to_engine() == []
+    assert session.messages_to_send() == [{"type": "closed"}]
+    assert session.closed
+
+
+def test_one_utterance_gives_started_partials_then_one_final() -> None:
+    session = make()
+    feed(session, np.concatenate([silence(1), tone(2.5), silence(1)]))
+    requests = answer_all(session)
+    kinds = [r.priority for r in requests]
+    assert kinds.count(Priority.FINAL) == 1 and kinds[-1] is Priority.FINAL
+    assert kinds.count(Priority.PARTIAL) >= 2
+    messages = session.messages_to_send()
+    types = [m["type"] for m in messages]
+    assert types[0] == "speech_started" and types[-1] == "final"
+    final = messages[-1]
+    # Pre-roll reaches back before the tone starts at 1.0 s; post-roll past its end at 3.5 s.
+    assert 0.6 <= final["start"] < 1.0
+    assert 3.5 < final["end"] <= 3.8
+    assert final["text"] == "hello 0"
+
+
+def test_final_audio_covers_the_utterance() -> None:
+    session = make()
+    feed(session, np.concatenate([silence(1), tone(2.0), silence(1)]))
+    final = next(r for r in session.requests_to_engine() if r.priority is Priority.FINAL)
+    assert final.duration == pytest.approx(2.0 + 0.3 + 0.2, abs=0.1)
+    assert final.start == pytest.approx(0.7, abs=0.05)
+
+
+def test_finals_are_released_in_order_even_if_answered_out_of_order() -> None:
+    session = make()
+    feed(session, np.concatenate([tone(1), silence(1), tone(1), silence(1)]))
+    finals = [r for r in session.requests_to_engine() if r.priority is Priority.FINAL]
+    assert [f.utterance for f in finals] == [0, 1]
+    session.messages_to_send()
+    session.receive_transcript(finals[1], Transcript(text="second", language="en"))
+    assert session.messages_to_send() == []
+    session.receive_transcript(finals[0], Transcript(text="first", language="en"))
+    out = [m["text"] for m in session.messages_to_send() if m["type"] == "final"]
+    assert out == ["first", "second"]
+
+
+def test_partials_after_the_final_was_requested_are_dropped() -> None:
+    session = make()
+    feed(session, tone(2))
+    partial = [r for r in session.requests_to_engine() if r.priority is Priority.PARTIAL][-1]
+    feed(session, silence(1))
+    session.messages_to_send()
+    session.receive_transcript(partial, Transcript(text="late", language="en"))
+    assert session.messages_to_send() == []
+
+
+def test_an_older_partial_never_replaces_a_newer_one() -> None:
+    session = make()
+    feed(session, tone(2.5))
+    partials = [r for r in session.requests_to_engine() if r.priority is Priority.PARTIAL]
+    assert len(partials) >= 2
+    session.messages_to_send()
+    session.receive_transcript(partials[-1], Transcript(text="newer", language="en"))
+    session.receive_transcript(partials[0], Transcript(text="older", language="en"))
+    assert [m["text"] for m in session.messages_to_send()] == ["newer"]
+
+
+def test_interim_results_false_sends_no_partials() -> None:
+    session = make(interim_results=False)
+    feed(session, np.concatenate([tone(3), silence(1)]))
+    assert {r.priority for r in session.requests_to_engine()} == {Priority.FINAL}
+
+
+def test_finalize_ends_the_open_utterance_now() -> None:
+    session = make()
+    feed(session, tone(1.5))
+    session.requests_to_engine()
+    session.finalize()
+    (final,) = session.requests_to_engine()
+    assert final.priority is Priority.FINAL and final.utterance == 0
+    feed(session, tone(1.0))
+    assert any(
+        m["type"] == "speech_started" and m["utterance"] == 1 for m in session.messages_to_send()
+    )
+
+
+def test_close_stream_flushes_then_closed_comes_after_the_last_final() -> None:
+    session = make()
+    feed(session, np.concatenate([tone(1), silence(1), tone(1)]))
+    session.close_stream()
+    requests = session.requests_to_engine()
+    finals = [r for r in requests if r.priority is Priority.FINAL]
+    assert [f.utterance for f in finals] == [0, 1]
+    session.messages_to_send()
+    session.receive_transcript(finals[0], Transcript(text="a", language="en"))
+    assert not session.closed
+    session.receive_transcript(finals[1], Transcript(text="b", language="en"))
+    types = [m["type"] for m in session.messages_to_send()]
+    assert types == ["final", "final", "closed"] and session.closed
+
+
+def test_audio_after_close_stream_is_ignored() -> None:
+    session = make()
+    session.close_stream()
+    feed(session, tone(2))
+    assert session.requests_to_engine() == []
+
+
+def test_empty_final_text_is_still_sent() -> None:
+    session = make()
+    feed(session, np.concatenate([tone(1), silence(1)]))
+    (final,) = [r for r in session.requests_to_engine() if r.priority is Priority.FINAL]
+    session.messages_to_send()
+    session.receive_transcript(final, Transcript(text="", language="en", suppressed="no_speech"))
+    (message,) = session.messages_to_send()
+    assert message["type"] == "final" and message["text"] == "" and message["utterance"] == 0
+
+
+def test_engine_error_gives_an_error_message_and_an_empty_final() -> None:
+    session = make()
+    feed(session, np.concatenate([tone(1), silence(1)]))
+    (final,) = [r for r in session.requests_to_engine() if r.priority is Priority.FINAL]
+    session.messages_to_send()
+    session.receive_transcript(final, Transcript(text="", language="", error="boom"))
+    types = [m["type"] for m in session.messages_to_send()]
+    assert types == ["error", "final"]
+
+
+def test_word_timestamps_are_shifted_to_the_stream_clock() -> None:
+    from earshot.transcript import Word
+
+    session = make(word_timestamps=True)
+    feed(session, np.concatenate([silence(2), tone(1), silence(1)]))
+    (final,) = [r for r in session.requests_to_engine() if r.priority is Priority.FINAL]
+    assert final.word_timestamps
+    session.messages_to_send()
+    words = (Word("hi", 0.1, 0.4, 0.9),)
+    session.receive_transcript(final, Transcript(text="hi", language="en", words=words))
+    (message,) = session.messages_to_send()
+    assert message["words"][0]["start"] == pytest.approx(final.start + 0.1, abs=1e-3)
+
+
+def test_resampled_input_keeps_the_stream_clock() -> None:
+    session = StreamSession(SessionOptions(sample_rate=8000), LoudnessVad())
+    audio = np.concatenate([silence(1, 8000), tone(1, rate=8000), silence(1, 8000)])
+    for i in range(0, len(audio), 800):
+        session.receive_audio(pcm16(audio[i : i + 800]))
+    # soxr holds back its filter delay (< 0.1 s) until the stream ends.
+    assert 2.9 <= session.audio_seconds <= 3.0
+    session.close_stream()
+    assert session.audio_seconds == pytest.approx(3.0, abs=0.002)
+    (final,) = [r for r in session.requests_to_engine() if r.priority is Priority.FINAL]
+    assert final.start == pytest.approx(0.7, abs=0.05)
+
+
+def test_malformed_frames_are_rejected() -> None:
+    session = make()
+    with pytest.raises(AudioFormatError):
+        session.receive_audio(b"\x00\x01\x02")
+    with pytest.raises(FrameTooLarge):
+        session.receive_audio(b"\x00" * (16000 * 2 + 2))
+    f32 = make(encoding="pcm_f32le")
+    with pytest.raises(AudioFormatError):
+        f32.receive_audio(np.array([np.nan], "<f4").tobytes())
+
+
+def test_language_hint_follows_the_previous_final() -> None:
+    session = make()
+    feed(session, np.concatenate([tone(1), silence(1)]))
+    (final,) = [r for r in session.requests_to_engine() if r.priority is Priority.FINAL]
+    session.receive_transcript(final, Transcript(text="hallo", language="de"))
+    feed(session, np.concatenate([tone(1), silence(1)]))
+    later = session.requests_to_engine()
+    assert later and all(r.language_hint == "de" for r in later)
+
+
+def test_tuning_partial_interval() -> None:
+    session = StreamSession(
+        SessionOptions(), LoudnessVad(), tuning=SessionTuning(partial_interval_s=0.3)
+    )
+    feed(session, tone(3.0))
+    partials = [r for r in session.requests_to_engine() if r.priority is Priority.PARTIAL]
+    assert len(partials) >= 7

@@ -35,7 +35,7 @@ def queues(*items: Pending) -> Queues:
     return q
 
 
-CPU = SchedulingPolicy(max_batch=4, partials_with_finals=False)
+CPU = SchedulingPolicy(max_batch=4, partials_with_finals=False, max_partials=1)
 GPU = SchedulingPolicy(max_batch=4, partials_with_finals=True)
 
 
@@ -55,8 +55,15 @@ def test_gpu_policy_fills_final_batches_with_partials() -> None:
 
 def test_partials_run_when_no_final_waits() -> None:
     p1, p2 = pending(Priority.PARTIAL, owner="a"), pending(Priority.PARTIAL, owner="b")
-    batch, _ = select_batch(queues(p1, p2), CPU, now=0.1)
+    batch, _ = select_batch(queues(p1, p2), GPU, now=0.1)
     assert batch == [p1, p2]
+
+
+def test_cpu_policy_runs_one_partial_at_a_time() -> None:
+    p1, p2 = pending(Priority.PARTIAL, owner="a"), pending(Priority.PARTIAL, owner="b")
+    q = queues(p1, p2)
+    batch, _ = select_batch(q, CPU, now=0.1)
+    assert batch == [p1] and list(q.partials.values()) == [p2]
 
 
 def test_batch_size_is_bounded() -> None:

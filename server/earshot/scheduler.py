@@ -10,7 +10,8 @@ Which requests form the next batch is decided by ``select_batch``, a pure functi
 
 1. finals, oldest first — a final is never delayed for anything else;
 2. file segments that waited longer than ``file_max_wait_s`` (jobs never starve);
-3. partials, oldest first, if ``partials_with_finals`` or no final is in the batch —
+3. up to ``max_partials`` partials, oldest first, if ``partials_with_finals`` or no
+   final is in the batch —
    a newer partial of an utterance has already replaced its older queued one, and a
    partial older than ``partial_max_age_s`` is dropped as stale: under load partials
    thin out instead of finals slowing down;
@@ -49,6 +50,10 @@ class SchedulingPolicy:
     batch_wait_s: float = 0.0
     partial_max_age_s: float = 2.0
     partials_with_finals: bool = False
+    max_partials: int = 8
+    """Partials per batch. On a CPU a batch costs the sum of its items and can't be
+    interrupted, so one partial at a time keeps a final that arrives meanwhile waiting
+    for at most one decode."""
     file_max_wait_s: float = 5.0
 
 
@@ -101,7 +106,8 @@ def select_batch(queues: Queues, policy: SchedulingPolicy, now: float) -> tuple[
             del queues.partials[key]
             dropped += 1
     if policy.partials_with_finals or not batch:
-        while queues.partials and len(batch) < room:
+        room_for_partials = min(room, len(batch) + policy.max_partials)
+        while queues.partials and len(batch) < room_for_partials:
             batch.append(queues.partials.popitem(last=False)[1])
     while (
         queues.files

@@ -119,3 +119,15 @@ def test_prompt_is_accepted(engine: WhisperEngine, speech: dict[str, Clip]) -> N
 def test_missing_model_is_a_clear_error(tmp_path: object) -> None:
     with pytest.raises(ModelLoadError, match="does not exist"):
         WhisperEngine(EngineConfig(model="./no/such/model"))
+
+
+def test_a_long_prompt_with_a_short_utterance_still_decodes(
+    engine: WhisperEngine, speech: dict[str, Clip]
+) -> None:
+    """The prompt counts against CTranslate2's max_length: a long one must not starve
+    (or crash) the decode of a short utterance."""
+    clip = speech["cmusphinx_cards-001"]
+    prompt = " ".join(["playing cards: ace, king, queen, jack, ten of clubs"] * 12)
+    (transcript,) = engine.transcribe([final(clip.audio(), language="en", prompt=prompt)])
+    assert transcript.error is None
+    assert error_rate([clip.text], [transcript.text]) <= 0.5

@@ -166,3 +166,54 @@ async def test_busy_ratio_counts_engine_time() -> None:
     assert scheduler.busy_ratio(finals_only=True) == pytest.approx(scheduler.busy_ratio())
     scheduler.stop()
     assert not scheduler.alive
+
+
+def test_cancel_drops_a_queued_final_only() -> None:
+    scheduler = BatchScheduler(RecordingEngine(), CPU)
+    wanted, moot = request(Priority.FINAL, owner="a"), request(Priority.FINAL, owner="b")
+    scheduler.submit(wanted, lambda r, t: None)
+    scheduler.submit(moot, lambda r, t: None)
+    assert scheduler.cancel(moot) is True
+    assert scheduler.cancel(moot) is False
+    assert scheduler.queue_depths()["final"] == 1
+
+
+@pytest.mark.asyncio
+async def test_final_turnaround_reflects_recent_finals() -> None:
+    engine = RecordingEngine(delay=0.05)
+    scheduler = BatchScheduler(engine, CPU)
+    scheduler.start(asyncio.get_running_loop())
+    assert scheduler.final_turnaround() == 0.0
+    done = asyncio.Event()
+    answered: list[int] = []
+
+    def callback(r: TranscriptionRequest, t: Transcript) -> None:
+        answered.append(r.id)
+        if len(answered) == 6:
+            done.set()
+
+    for i in range(6):
+        scheduler.submit(request(Priority.FINAL, owner=str(i)), callback)
+    await asyncio.wait_for(done.wait(), 5)
+    assert 0.05 <= scheduler.final_turnaround() <= 1.0
+    scheduler.stop()
+
+
+def test_partials_yield_the_engine_once_they_had_their_share() -> None:
+    policy = SchedulingPolicy(max_batch=4, max_partials=1, max_partial_share=0.5)
+    scheduler = BatchScheduler(RecordingEngine(), policy)
+    scheduler.submit(request(Priority.PARTIAL), lambda r, t: None)
+    now = 100.0
+    scheduler._partial_busy.append((now - 0.5, now))  # 25 % of the last 2 s
+    assert not scheduler._partials_throttled(now)
+    scheduler._partial_busy.append((now - 1.2, now - 0.5))  # now 60 %
+    assert scheduler._partials_throttled(now)
+    scheduler.submit(request(Priority.FINAL, owner="f"), lambda r, t: None)
+    assert not scheduler._partials_throttled(now)  # a final never waits for the share
+
+
+def test_gpu_policy_never_throttles_partials() -> None:
+    scheduler = BatchScheduler(RecordingEngine(), GPU)
+    scheduler.submit(request(Priority.PARTIAL), lambda r, t: None)
+    scheduler._partial_busy.append((98.0, 100.0))
+    assert not scheduler._partials_throttled(100.0)

@@ -213,3 +213,67 @@ def test_tuning_partial_interval() -> None:
     feed(session, tone(3.0))
     partials = [r for r in session.requests_to_engine() if r.priority is Priority.PARTIAL]
     assert len(partials) >= 7
+
+
+def finals_of(requests: list[TranscriptionRequest]) -> list[TranscriptionRequest]:
+    return [r for r in requests if r.priority is Priority.FINAL]
+
+
+def test_a_pause_requests_the_final_early_and_the_endpoint_reuses_it() -> None:
+    session = make()
+    feed(session, np.concatenate([tone(1.5), silence(0.3)]))
+    (early,) = finals_of(session.requests_to_engine())
+    session.receive_transcript(early, Transcript(text="early", language="en"))
+    assert not [m for m in session.messages_to_send() if m["type"] == "final"]
+    feed(session, silence(0.5))  # endpointing confirms: no second final request
+    assert finals_of(session.requests_to_engine()) == []
+    (final,) = [m for m in session.messages_to_send() if m["type"] == "final"]
+    assert final["text"] == "early"
+    assert final["end"] == pytest.approx(early.start + early.duration)
+
+
+def test_an_early_final_answered_after_the_endpoint_is_still_the_final() -> None:
+    session = make()
+    feed(session, np.concatenate([tone(1.5), silence(1.0)]))
+    (early,) = finals_of(session.requests_to_engine())
+    session.messages_to_send()
+    session.receive_transcript(early, Transcript(text="late but right", language="en"))
+    (final,) = [m for m in session.messages_to_send() if m["type"] == "final"]
+    assert final["text"] == "late but right"
+
+
+def test_speech_after_the_pause_cancels_the_early_final() -> None:
+    session = make()
+    feed(session, np.concatenate([tone(1.5), silence(0.3)]))
+    (early,) = finals_of(session.requests_to_engine())
+    feed(session, tone(1.0))
+    assert session.requests_to_cancel() == [early]
+    session.receive_transcript(early, Transcript(text="stale", language="en"))
+    # Not the final, but still the newest hypothesis of the open utterance: a partial.
+    assert [m["type"] for m in session.messages_to_send()][-1:] == ["partial"]
+    feed(session, silence(1.0))
+    finals = finals_of(session.requests_to_engine())
+    real = finals[-1]
+    assert real is not early and real.duration > early.duration
+    session.receive_transcript(real, Transcript(text="whole", language="en"))
+    texts = [m["text"] for m in session.messages_to_send() if m["type"] == "final"]
+    assert texts == ["whole"]
+
+
+def test_finalize_during_a_pause_does_not_reuse_a_shorter_early_final() -> None:
+    session = make()
+    feed(session, np.concatenate([tone(1.5), silence(0.3)]))
+    (early,) = finals_of(session.requests_to_engine())
+    feed(session, tone(0.2))
+    session.finalize()
+    assert early in session.requests_to_cancel()
+    (final,) = finals_of(session.requests_to_engine())
+    assert final.duration > early.duration
+
+
+def test_speculation_can_be_turned_off() -> None:
+    session = StreamSession(
+        SessionOptions(), LoudnessVad(), tuning=SessionTuning(speculate_after_s=None)
+    )
+    feed(session, np.concatenate([tone(1.5), silence(0.3)]))
+    assert finals_of(session.requests_to_engine()) == []

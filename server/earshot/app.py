@@ -7,10 +7,14 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from earshot.access import http_middleware, token_endpoint
 from earshot.config import ServerConfig
+from earshot.demo import demo_routes
+from earshot.jobs import open_jobs
+from earshot.jobs.routes import jobs_routes
 from earshot.listen import listen_endpoint
 from earshot.runtime import Runtime
 
@@ -21,17 +25,27 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """Model loaded, engine thread running, not draining (readiness)."""
+    """Model loaded, engine thread running and keeping up, not draining (readiness)."""
     runtime: Runtime = request.app.state.runtime
-    ready = runtime.scheduler.alive and not runtime.draining
+    keeping_up = runtime.keeping_up()
+    ready = runtime.scheduler.alive and keeping_up and not runtime.draining
     body = {
         "ready": ready,
         "model": runtime.engine.model_name,
         "device": runtime.engine.device,
         "active_sessions": runtime.admission.active,
         "draining": runtime.draining,
+        "keeping_up": keeping_up,
+        "replica": runtime.config.replica,
     }
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus scrape endpoint (see metrics.py for what each series means)."""
+    runtime: Runtime = request.app.state.runtime
+    body, content_type = runtime.metrics.exposition()
+    return Response(body, media_type=content_type)
 
 
 def create_app(config: ServerConfig, runtime: Runtime | None = None) -> Starlette:
@@ -42,14 +56,21 @@ def create_app(config: ServerConfig, runtime: Runtime | None = None) -> Starlett
         rt = runtime or Runtime.load(config)
         app.state.runtime = rt
         rt.start()
+        app.state.jobs = open_jobs(config.jobs, rt)
+        app.state.jobs.start()
         try:
             yield
         finally:
+            await app.state.jobs.stop()
             rt.stop()
 
     routes: list[BaseRoute] = [
         WebSocketRoute("/v1/listen", listen_endpoint),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics),
+        Route("/v1/auth/token", token_endpoint, methods=["POST"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    routes += jobs_routes()
+    routes += demo_routes()  # last: it serves `/`
+    return Starlette(routes=routes, lifespan=lifespan, middleware=http_middleware(config.security))

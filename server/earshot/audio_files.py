@@ -17,9 +17,33 @@ class UndecodableAudio(ValueError):
     """The file holds no audio stream PyAV can decode."""
 
 
-def read_audio(source: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+class AudioTooLong(ValueError):
+    """The decoded audio exceeds the allowed duration (e.g. a decompression bomb)."""
+
+
+def probe_audio(source: str | Path) -> float | None:
+    """Check cheaply that ``source`` decodes (open + first frame); its duration if known."""
     import av
 
+    try:
+        with av.open(str(source), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise UndecodableAudio(f"{source}: no audio stream")
+            for _frame in container.decode(container.streams.audio[0]):
+                duration = container.duration
+                return duration / av.time_base if duration and duration > 0 else None
+    except av.error.FFmpegError as exc:
+        raise UndecodableAudio(f"{source}: {exc}") from exc
+    raise UndecodableAudio(f"{source}: no audio frames")
+
+
+def read_audio(
+    source: str | Path, sample_rate: int = SAMPLE_RATE, *, max_seconds: float | None = None
+) -> np.ndarray:
+    """Mono float32 at ``sample_rate``; ``max_seconds`` stops decoding early (AudioTooLong)."""
+    import av
+
+    decoded = 0.0
     try:
         with av.open(str(source), metadata_errors="ignore") as container:
             if not container.streams.audio:
@@ -29,6 +53,9 @@ def read_audio(source: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray
             rate = 0
             for frame in container.decode(stream):
                 rate = frame.sample_rate
+                decoded += frame.samples / rate
+                if max_seconds is not None and decoded > max_seconds:
+                    raise AudioTooLong(f"{source}: longer than {max_seconds:.0f} s")
                 data = frame.to_ndarray().astype(np.float32, copy=False)
                 if frame.format.is_planar:
                     mono = data.mean(axis=0)

@@ -15,6 +15,16 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from earshot.config import AdmissionConfig, EngineConfig, ServerConfig, default_policy, env_default
+from earshot.evaluation.command import add_options as add_eval_options
+from earshot.jobs.cli import add_job_commands, add_jobs_options, jobs_config
+from earshot.loadtest.options import add_capacity_arguments
+from earshot.security_options import (
+    add_keygen_command,
+    add_security_options,
+    security_config,
+    stream_limits,
+    uvicorn_guards,
+)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -62,13 +72,22 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from earshot.access import exposure_warning
     from earshot.app import create_app
+    from earshot.drain import DrainingServer
     from earshot.engine import ModelLoadError
+    from earshot.logs import configure_logging
     from earshot.runtime import Runtime
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level, args.log_format, args.log_transcripts)
+    try:
+        security = security_config(args)
+    except (OSError, ValueError) as exc:
+        print(f"earshot: API keys: {exc}", file=sys.stderr)
+        return 2
+    if warning := exposure_warning(args.host, bool(security.api_keys)):
+        print(f"\n*** WARNING: {warning} ***\n", file=sys.stderr)
+        logging.getLogger("earshot").warning(warning)
     config = ServerConfig(
         host=args.host,
         port=args.port,
@@ -76,6 +95,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         admission=AdmissionConfig(max_sessions=args.max_sessions),
         partial_interval_s=args.partial_interval,
         log_level=args.log_level,
+        jobs=jobs_config(args),
+        replica_id=args.replica_id,
+        drain_timeout_s=args.drain_timeout,
+        security=security,
+        streams=stream_limits(args),
     )
     try:
         runtime = Runtime.load(config)
@@ -87,27 +111,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
         policy = replace(policy, batch_wait_s=args.batch_wait_ms / 1000)
     runtime.scheduler.policy = policy
     app = create_app(config, runtime)
-    uvicorn.run(
+    uvicorn_config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
         ws="websockets",
-        ws_max_size=1 << 20,
         log_level=args.log_level,
+        log_config=None,  # uvicorn's loggers go through configure_logging's handler
         timeout_graceful_shutdown=10,
+        **uvicorn_guards(config.streams),  # frame size, pings, header deadline, connections
     )
-    return 0
+    # SIGTERM drains: finals flushed, sessions closed 1001, then shutdown (drain.py).
+    server = DrainingServer(uvicorn_config, runtime, args.drain_timeout)
+    server.run()
+    return 0 if server.started else 3  # 3: could not start (port in use...), as uvicorn
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    from earshot.audio_files import read_audio
-    from earshot.client import Closed, Error, Final, Partial, connect, send_paced
+    from earshot.audio_files import UndecodableAudio, read_audio
+    from earshot.client import Closed, Error, Final, Overloaded, Partial, connect, send_paced
 
-    audio = read_audio(args.file)
+    try:
+        audio = read_audio(args.file)
+    except UndecodableAudio as exc:
+        print(f"earshot: {exc}", file=sys.stderr)
+        return 2
 
     async def run() -> int:
         async with connect(args.url, language=args.language, word_timestamps=args.words) as stream:
-            sender = asyncio.create_task(send_paced(stream, audio, speed=args.speed))
+
+            async def send() -> None:
+                await send_paced(stream, audio, speed=args.speed)
+                await stream.close_stream()
+
+            sender = asyncio.create_task(send())
             tty = sys.stdout.isatty()
             async for message in stream:
                 if isinstance(message, Partial) and tty:
@@ -120,62 +157,40 @@ def cmd_stream(args: argparse.Namespace) -> int:
                     print(f"error {message.code}: {message.message}", file=sys.stderr)
                 elif isinstance(message, Closed):
                     break
-                if sender.done() and not getattr(sender, "_earshot_closed", False):
-                    sender._earshot_closed = True  # type: ignore[attr-defined]
-                    await stream.close_stream()
             await sender
         return 0
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except (OSError, Overloaded) as exc:
+        print(f"earshot: cannot stream to {args.url}: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    import time
-
-    import numpy as np
-
-    from earshot.audio_files import read_audio
+    from earshot.audio_files import UndecodableAudio, read_audio
     from earshot.engine import ModelLoadError, WhisperEngine
-    from earshot.file_segments import split_speech
-    from earshot.transcript import Priority, TranscriptionRequest
-    from earshot.vad import SileroVad
+    from earshot.offline import transcribe_audio
 
     try:
+        audio = read_audio(args.file)
         engine = WhisperEngine(engine_config(args))
-    except ModelLoadError as exc:
+    except (ModelLoadError, UndecodableAudio) as exc:
         print(f"earshot: {exc}", file=sys.stderr)
         return 2
-    audio = read_audio(args.file)
-    started = time.perf_counter()
-    segments = split_speech(audio, SileroVad().stream())
-    # One language for the whole file: short segments alone are too little to tell.
-    language = (
-        args.language
-        or engine.detect_language(
-            np.concatenate([audio[s.start : s.end] for s in segments])[: 30 * 16000]
-        )
-        if segments
-        else args.language
+    result = transcribe_audio(
+        engine,
+        audio,
+        language=args.language,
+        word_timestamps=args.words,
+        batch=args.batch,
     )
-    requests = [
-        TranscriptionRequest(
-            audio=audio[s.start : s.end],
-            priority=Priority.FILE,
-            language=language,
-            word_timestamps=args.words,
-            start=s.start_s,
-        )
-        for s in segments
-    ]
-    transcripts = []
-    for i in range(0, len(requests), args.batch):
-        transcripts += engine.transcribe(requests[i : i + args.batch])
-    elapsed = time.perf_counter() - started
+    elapsed = result.elapsed_s
     if args.json:
         print(
             json.dumps(
                 {
-                    "text": " ".join(t.text for t in transcripts if t.text),
+                    "text": result.text,
                     "segments": [
                         {
                             "start": round(r.start, 3),
@@ -183,24 +198,38 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
                             "text": t.text,
                             "language": t.language,
                         }
-                        for r, t in zip(requests, transcripts)
+                        for r, t in result.segments
                     ],
-                    "audio_s": round(len(audio) / 16000, 3),
+                    "audio_s": round(result.audio_s, 3),
                     "elapsed_s": round(elapsed, 3),
                 },
                 ensure_ascii=False,
             )
         )
     else:
-        for r, t in zip(requests, transcripts):
+        for r, t in result.segments:
             if t.text:
                 print(f"[{r.start:7.2f} → {r.start + r.duration:7.2f}] ({t.language}) {t.text}")
-        rtf = (len(audio) / 16000) / elapsed if elapsed else 0.0
+        rtf = result.audio_s / elapsed if elapsed else 0.0
         print(
-            f"# {len(audio) / 16000:.1f} s of audio in {elapsed:.2f} s ({rtf:.1f}× real time)",
+            f"# {result.audio_s:.1f} s of audio in {elapsed:.2f} s ({rtf:.1f}× real time)",
             file=sys.stderr,
         )
     return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from earshot.evaluation.command import run_command
+
+    return run_command(args, engine_config(args))
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    import shlex
+
+    from earshot.loadtest.capacity import run
+
+    return run(args, "earshot " + shlex.join(sys.argv[1:]))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-batch",
         type=int,
         default=int(env_default("max_batch") or 0) or None,
-        help="largest engine batch [4 on CPU, 32 on CUDA]",
+        help="largest engine batch [4 on CPU, 16 on CUDA]",
     )
     serve.add_argument(
         "--batch-wait-ms",
@@ -230,6 +259,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds of new audio between partials [0.6]",
     )
     serve.add_argument("--log-level", default=env_default("log_level", "info"))
+    serve.add_argument(
+        "--log-format",
+        choices=("auto", "text", "json"),
+        default=env_default("log_format", "auto"),
+        help="auto: text on a terminal, one JSON object per line otherwise [auto]",
+    )
+    serve.add_argument(
+        "--log-transcripts",
+        action="store_true",
+        default=env_default("log_transcripts") == "1",
+        help="debugging only: let transcript text into the logs (never by default)",
+    )
+    serve.add_argument(
+        "--replica-id",
+        default=env_default("replica_id", ""),
+        help="name of this replica in ready messages and /readyz [hostname:port]",
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=float(env_default("drain_timeout") or 30),
+        help="on SIGTERM, seconds open sessions get to flush their finals [30]",
+    )
+    add_jobs_options(serve)
+    add_security_options(serve)
     serve.set_defaults(func=cmd_serve)
 
     stream = sub.add_parser("stream", help="stream an audio file to a server, paced in real time")
@@ -250,6 +304,22 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--batch", type=int, default=8)
     transcribe.add_argument("--json", action="store_true")
     transcribe.set_defaults(func=cmd_transcribe)
+
+    add_job_commands(sub, _add_engine_options)
+    add_keygen_command(sub)
+
+    evaluate = sub.add_parser(
+        "eval", help="measure quality: golden-set WER offline and streamed, hallucinations"
+    )
+    _add_engine_options(evaluate)
+    add_eval_options(evaluate)
+    evaluate.set_defaults(func=cmd_eval)
+
+    loadtest = sub.add_parser(
+        "loadtest", help="find how many real-time streams this machine serves within the SLO"
+    )
+    add_capacity_arguments(loadtest)
+    loadtest.set_defaults(func=cmd_loadtest)
     return parser
 
 

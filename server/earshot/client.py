@@ -7,7 +7,9 @@
             ...
 
 Messages are typed dataclasses; iteration ends after ``Closed`` or when the server
-closes the socket. A refusal because the server is full raises ``Overloaded``.
+closes the socket. A refusal because the server is full (close 1013) is retried
+``retries`` times with exponential backoff and jitter (behind a proxy the retry lands on
+another replica); when every try was refused, ``Overloaded`` is raised.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -28,6 +31,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from earshot.transcript import Word  # same fields on the wire as in the engine
+
 
 @dataclass(frozen=True)
 class Ready:
@@ -35,6 +40,12 @@ class Ready:
     sample_rate: int
     model: str
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def replica(self) -> str | None:
+        """The server replica that holds this session (optional ``replica`` field)."""
+        value = self.raw.get("replica")
+        return str(value) if value is not None else None
 
 
 @dataclass(frozen=True)
@@ -49,14 +60,6 @@ class Partial:
     start: float
     end: float
     text: str
-
-
-@dataclass(frozen=True)
-class Word:
-    word: str
-    start: float
-    end: float
-    probability: float
 
 
 @dataclass(frozen=True)
@@ -169,17 +172,47 @@ class Stream:
 
 
 class connect:
-    """``async with connect(url, **options) as stream`` — options are PROTOCOL.md's."""
+    """``async with connect(url, **options) as stream`` — options are PROTOCOL.md's.
 
-    def __init__(self, url: str, *, api_key: str | None = None, **options: Any) -> None:
+    A refusal with 1013 (server full or draining) is retried up to ``retries`` times,
+    waiting ``backoff_s`` × 2ⁿ (at most ``max_backoff_s``) with ±50 % jitter between tries.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        retries: int = 3,
+        backoff_s: float = 0.25,
+        max_backoff_s: float = 4.0,
+        **options: Any,
+    ) -> None:
         params = {k: _param(v) for k, v in options.items() if v is not None}
         base = url if url.rstrip("/").endswith("/v1/listen") else url.rstrip("/") + "/v1/listen"
         self.url = f"{base}?{urlencode(params)}" if params else base
         self.encoding = str(options.get("encoding", "pcm_s16le"))
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.attempts = 0
+        """Connections tried by the last ``__aenter__`` (1 = accepted at once)."""
         self._stream: Stream | None = None
 
     async def __aenter__(self) -> Stream:
+        self.attempts = 0
+        while True:
+            self.attempts += 1
+            try:
+                return await self._open()
+            except Overloaded:
+                if self.attempts > self.retries:
+                    raise
+            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (self.attempts - 1))
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+
+    async def _open(self) -> Stream:
         socket = await ws_connect(self.url, additional_headers=self.headers, max_size=2**22)
         stream = Stream(socket, self.encoding)
         try:

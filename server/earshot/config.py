@@ -7,8 +7,11 @@ only override them. Plain dataclasses keep them cheap to build in tests.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 
+from earshot.jobs.config import JobsConfig
+from earshot.limits import MIB, KeyLimits
 from earshot.scheduler import SchedulingPolicy
 
 SAMPLE_RATE = 16_000
@@ -48,9 +51,55 @@ class AdmissionConfig:
 
     max_sessions: int = 64
     max_final_delay_s: float = 1.0
-    """Refuse while the oldest queued final has waited longer than this."""
+    """Refuse while the oldest queued final has waited longer than this, or recent
+    finals took longer than this to come back (the 1.5 s SLO less 0.5 s endpointing)."""
     max_busy_ratio: float = 0.75
     """Refuse while finals took more than this share of recent engine time."""
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """Who may connect, from where, and how much they may use (see access.py)."""
+
+    api_keys: tuple[str, ...] = ()
+    """Keys-file entries (a key or ``sha256:<hex>``, then ``name=``, ``streams=``, ``rpm=``,
+    ``upload_mb=``); empty = open access, meant for loopback only."""
+    token_secret: str | None = None
+    """HMAC secret for ``/v1/auth/token`` tokens; None = random per process, so replicas
+    behind one load balancer must share one."""
+    token_ttl_s: float = 300.0
+    allowed_origins: tuple[str, ...] | None = None
+    """Browser origins that may open WebSockets; None = same-origin and loopback pages
+    only; ``("*",)`` = any."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins the HTTP API answers with CORS headers; empty = no CORS."""
+    key_limits: KeyLimits = field(default_factory=KeyLimits)
+    """Per-key limits for keys that set none of their own."""
+    max_body_bytes: int = 100 * MIB
+    """Largest HTTP request body where no key's ``max_upload_bytes`` applies."""
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """Per-connection bounds that keep one misbehaving client from hurting the others."""
+
+    idle_timeout_s: float = 30.0
+    """No frame at all (audio or ``keepalive``) for this long: finals flushed, close 1008."""
+    max_input_lead_s: float = 20.0
+    """How far a stream's audio may run ahead of ``max_input_speed``: the first half is
+    taken at once, the second half waits (throttled); beyond, close 1008 (see pacing.py).
+    0 = no pacing."""
+    max_input_speed: float = 3.0
+    """Sustained input rate allowed past the burst, in × real time."""
+    max_outbound_messages: int = 256
+    """Unsent messages (after coalescing partials) before a non-reading client is cut off."""
+    ws_ping_interval_s: float = 20.0
+    ws_ping_timeout_s: float = 20.0
+    """A peer that doesn't answer a ping within this is gone (half-open): closed."""
+    handshake_timeout_s: float = 10.0
+    """A connection must have sent its request headers within this."""
+    max_connections: int = 1000
+    """Open connections (HTTP and WebSocket) beyond which new ones get HTTP 503."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +113,18 @@ class ServerConfig:
     partial_interval_s: float = 0.6
     """New audio between two partials of one utterance."""
     log_level: str = "info"
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+    """File transcription jobs: backend, data dir, limits (see jobs/config.py)."""
+    replica_id: str = ""
+    """Names this replica in ``ready`` messages and ``/readyz``; "" = ``hostname:port``."""
+    drain_timeout_s: float = 30.0
+    """SIGTERM: longest wait for open sessions to send their finals before stopping."""
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    streams: StreamLimits = field(default_factory=StreamLimits)
+
+    @property
+    def replica(self) -> str:
+        return self.replica_id or f"{socket.gethostname()}:{self.port}"
 
 
 def env_default(name: str, default: str | None = None) -> str | None:
@@ -72,9 +133,25 @@ def env_default(name: str, default: str | None = None) -> str | None:
 
 
 def default_policy(device: str, max_batch: int | None = None) -> SchedulingPolicy:
-    """GPU: big batches, a short wait, partials ride along. CPU: finals alone."""
+    """GPU: batches of up to 16, no wait, partials ride along. CPU: finals alone."""
     if device == "cuda":
+        # Measured through WhisperEngine on an H100 (large-v3-turbo shape, float16;
+        # loadtest/results/gpu_h100_engine.json): encoder time and feature extraction grow
+        # linearly with the batch past ~8, so a bigger batch buys little throughput and
+        # makes a final that arrives meanwhile wait longer. Simulated capacity at p95
+        # final <= 500 ms peaks at 16 (vs 32: +4% finals only, +19% with partials every
+        # 1 s). The wait changes capacity by <= 3% (0 best): under load the engine's wait
+        # ends at the next request anyway, at light load it only adds latency.
         return SchedulingPolicy(
-            max_batch=max_batch or 32, batch_wait_s=0.01, partials_with_finals=True
+            max_batch=max_batch or 16,
+            batch_wait_s=0.0,
+            partials_with_finals=True,
+            max_partials=max_batch or 16,
         )
-    return SchedulingPolicy(max_batch=max_batch or 4, batch_wait_s=0.0, partials_with_finals=False)
+    return SchedulingPolicy(
+        max_batch=max_batch or 4,
+        batch_wait_s=0.0,
+        partials_with_finals=False,
+        max_partials=1,
+        max_partial_share=0.5,
+    )

@@ -82,6 +82,8 @@ class UtteranceSegmenter:
         self._voiced = 0
         self._last_voice_end = 0
         self._utterance_start = 0
+        self._last_end = 0
+        """Where the previous utterance ended: the next one never starts before it."""
         self._events: list[Boundary] = []
 
     def feed(self, probabilities: list[float] | tuple[float, ...]) -> list[Boundary]:
@@ -111,6 +113,15 @@ class UtteranceSegmenter:
     def in_utterance(self) -> bool:
         return self.state in (State.SPEECH, State.TRAILING)
 
+    def likely_end(self, min_silence: int) -> int | None:
+        """Where the open utterance will end if the current pause turns out to be its
+        endpoint, once the pause is ``min_silence`` samples long; None otherwise."""
+        if self.state is not State.TRAILING:
+            return None
+        if self.position - self._last_voice_end < min_silence:
+            return None
+        return min(self.position, self._last_voice_end + self.config.postroll_samples)
+
     def drain(self) -> list[Boundary]:
         events, self._events = self._events, []
         return events
@@ -130,7 +141,7 @@ class UtteranceSegmenter:
         self._last_voice_end = self.position
         if self._voiced < self.config.min_speech_samples:
             return State.ONSET
-        self._utterance_start = max(0, self._onset - self.config.preroll_samples)
+        self._utterance_start = max(self._last_end, self._onset - self.config.preroll_samples)
         self._events.append(UtteranceStart(self._utterance_start))
         return State.SPEECH
 
@@ -155,17 +166,20 @@ class UtteranceSegmenter:
     def _check_cut(self, next_state: State) -> State:
         if self.position - self._utterance_start < self.config.max_utterance_samples:
             return next_state
-        self._events.append(UtteranceEnd(self.position, cut=True))
+        self._end(self.position, cut=True)
+        self._voiced = 0
         if next_state is State.TRAILING:
             # Speech paused just before the cut: the rest is silence, not a new utterance.
-            self._voiced = 0
             return State.SILENCE
-        self._utterance_start = self.position
-        self._events.append(UtteranceStart(self.position))
-        return State.SPEECH
+        # Speech goes on: the next utterance starts at the cut, but like any onset only once
+        # enough voice follows, so speech that ends right at the cut leaves no utterance of
+        # silence behind (a spurious speech_started and a hallucination risk).
+        self._onset = self._last_voice_end = self.position
+        return State.ONSET
 
-    def _end(self, at: int) -> None:
-        self._events.append(UtteranceEnd(at))
+    def _end(self, at: int, cut: bool = False) -> None:
+        self._last_end = at
+        self._events.append(UtteranceEnd(at, cut=cut))
 
 
 _Handler = Callable[[UtteranceSegmenter, int], State]

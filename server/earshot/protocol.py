@@ -130,15 +130,26 @@ class ControlError(ValueError):
     """A text frame that is not a known control message (close 1003)."""
 
 
+class ControlTooLarge(ControlError):
+    """A text frame far longer than any control message (close 1009)."""
+
+
+MAX_CONTROL_CHARS = 4096
+"""Control messages are a few bytes; anything longer is refused before parsing."""
+
+
 def parse_control(text: str) -> str:
     """Return the control message type of a client text frame."""
+    if len(text) > MAX_CONTROL_CHARS:
+        raise ControlTooLarge(f"text frame longer than {MAX_CONTROL_CHARS} characters")
     try:
         message = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
         raise ControlError("text frame is not JSON") from None
-    if not isinstance(message, dict) or message.get("type") not in CONTROL_TYPES:
+    kind = message.get("type") if isinstance(message, dict) else None
+    if not isinstance(kind, str) or kind not in CONTROL_TYPES:
         raise ControlError(f"unknown control message; expected type in {sorted(CONTROL_TYPES)}")
-    return str(message["type"])
+    return kind
 
 
 def encode_message(message: Mapping[str, Any], fmt: str) -> str | bytes:

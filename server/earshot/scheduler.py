@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -55,6 +55,14 @@ class SchedulingPolicy:
     interrupted, so one partial at a time keeps a final that arrives meanwhile waiting
     for at most one decode."""
     file_max_wait_s: float = 5.0
+    max_partial_share: float = 1.0
+    """Most of the engine's recent time partials may take. Below 1, the engine idles now
+    and then instead of starting yet another partial, so a final that comes finds it free
+    more often (a CPU can't interrupt a running decode; a GPU batches the final in)."""
+
+
+PARTIAL_SHARE_WINDOW_S = 2.0
+PARTIAL_BACKOFF_S = 0.05
 
 
 @dataclass(eq=False)
@@ -62,6 +70,8 @@ class Pending:
     request: TranscriptionRequest
     callback: ResultCallback
     enqueued: float
+    attempts: int = 0
+    """Engine runs this request was in when the engine thread died (see ``_recover``)."""
 
 
 @dataclass(frozen=True)
@@ -127,14 +137,34 @@ class BatchScheduler:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._turnarounds: deque[tuple[float, float]] = deque()
+        """(when answered, seconds from submit to answer) per final, the last minute."""
         self._busy: deque[tuple[float, float, float]] = deque()
+        self._partial_busy: deque[tuple[float, float]] = deque()
+        """(begin, end) of engine calls that ran only partials, the last few seconds."""
         """(begin, end, share of the batch that was finals) per engine call."""
         self.listeners: list[Callable[[BatchReport], None]] = []
+        self._last_live = float("-inf")
+        """When the last live (final or partial) request was submitted."""
+        self._inflight: list[Pending] = []
+        """The batch the engine thread is running: requeued if the thread dies."""
+        self._watchdog: threading.Thread | None = None
+        self.restart_delay_s = 1.0
+        """First pause before restarting a dead engine thread (doubles up to 30 s while it
+        keeps dying); ``/readyz`` is 503 meanwhile."""
+        self.restarts = 0
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._stopping = False
+        self._spawn()
+        self._watchdog = threading.Thread(
+            target=self._watch, name="earshot-engine-watchdog", daemon=True
+        )
+        self._watchdog.start()
+
+    def _spawn(self) -> None:
         self._thread = threading.Thread(target=self._run, name="earshot-engine", daemon=True)
         self._thread.start()
 
@@ -145,6 +175,8 @@ class BatchScheduler:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._watchdog is not None:
+            self._watchdog.join(1.0)
 
     @property
     def alive(self) -> bool:
@@ -153,6 +185,8 @@ class BatchScheduler:
     # -- loop side ------------------------------------------------------------------------
     def submit(self, request: TranscriptionRequest, callback: ResultCallback) -> None:
         pending = Pending(request, callback, time.monotonic())
+        if request.priority is not Priority.FILE:
+            self._last_live = pending.enqueued
         with self._cond:
             if request.priority is Priority.FINAL:
                 self._queues.finals.append(pending)
@@ -165,6 +199,21 @@ class BatchScheduler:
                 self._queues.files.append(pending)
             self._cond.notify()
 
+    def cancel(self, request: TranscriptionRequest) -> bool:
+        """Drop a queued final nobody needs any more (a speculative one made moot by more
+        speech). Returns False when it already runs or ran; its result is then ignored."""
+        with self._cond:
+            for pending in self._queues.finals:
+                if pending.request is request:
+                    self._queues.finals.remove(pending)
+                    return True
+        return False
+
+    def live_idle_s(self) -> float:
+        """Seconds since a live stream last asked for anything: on a CPU, file work
+        waits for a pause so that it doesn't occupy the engine when a final comes."""
+        return time.monotonic() - self._last_live
+
     def queue_depths(self) -> dict[str, int]:
         with self._cond:
             return {
@@ -172,6 +221,16 @@ class BatchScheduler:
                 "partial": len(self._queues.partials),
                 "file": len(self._queues.files),
             }
+
+    def final_turnaround(self, window_s: float = 20.0, quantile: float = 0.9) -> float:
+        """A high quantile of submit→answer time of the finals answered in the last
+        ``window_s``: what a new session's finals would see on top of endpointing."""
+        since = time.monotonic() - window_s
+        with self._cond:
+            recent = sorted(seconds for at, seconds in self._turnarounds if at >= since)
+        if len(recent) < 5:
+            return 0.0  # too few to judge
+        return recent[min(len(recent) - 1, int(quantile * len(recent)))]
 
     def oldest_final_wait(self) -> float:
         with self._cond:
@@ -197,6 +256,12 @@ class BatchScheduler:
 
     # -- engine thread --------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._serve_batches()
+        except BaseException:  # the watchdog restarts the thread; say why it died
+            log.critical("engine thread died", exc_info=True)
+
+    def _serve_batches(self) -> None:
         while True:
             with self._cond:
                 while not self._queues and not self._stopping:
@@ -205,29 +270,48 @@ class BatchScheduler:
                     return
                 if self.policy.batch_wait_s > 0 and len(self._queues) < self.policy.max_batch:
                     self._cond.wait(self.policy.batch_wait_s)
+                if self._partials_throttled(time.monotonic()):
+                    self._cond.wait(PARTIAL_BACKOFF_S)  # a final may come: keep room for it
+                    continue
                 now = time.monotonic()
                 batch, dropped = select_batch(self._queues, self.policy, now)
+                self._inflight = batch
             if batch:
                 self._execute(batch, now, dropped)
+
+    def _partials_throttled(self, now: float) -> bool:
+        """Only partials wait, and they had their share of the engine lately (lock held)."""
+        if self.policy.max_partial_share >= 1.0 or self._queues.finals or self._queues.files:
+            return False
+        start = now - PARTIAL_SHARE_WINDOW_S
+        while self._partial_busy and self._partial_busy[0][1] < start:
+            self._partial_busy.popleft()
+        busy = sum(end - max(begin, start) for begin, end in self._partial_busy)
+        return busy >= self.policy.max_partial_share * PARTIAL_SHARE_WINDOW_S
 
     def _execute(self, batch: list[Pending], now: float, dropped: int) -> None:
         requests = [p.request for p in batch]
         failed = False
         try:
             transcripts = self.engine.transcribe(requests)
-        except Exception as exc:  # one bad batch must not take the server down
-            log.exception("engine failed on a batch of %d", len(batch))
+        except Exception:  # one bad batch must not take the server down
+            log.exception("engine failed on a batch of %d; retrying one by one", len(batch))
             failed = True
-            transcripts = [
-                Transcript(text="", language=r.language or "", error=f"engine error: {exc}")
-                for r in requests
-            ]
+            transcripts = [self._alone(r) for r in requests]
         end = time.monotonic()
         with self._cond:
+            self._inflight = []  # answered below: a crash from here on must not rerun them
             finals = sum(r.priority is Priority.FINAL for r in requests)
             self._busy.append((now, end, finals / len(requests)))
             while self._busy and self._busy[0][1] < end - 60:
                 self._busy.popleft()
+            if all(r.priority is Priority.PARTIAL for r in requests):
+                self._partial_busy.append((now, end))
+            for pending in batch:
+                if pending.request.priority is Priority.FINAL:
+                    self._turnarounds.append((end, end - pending.enqueued))
+            while self._turnarounds and self._turnarounds[0][0] < end - 60:
+                self._turnarounds.popleft()
         report = BatchReport(
             size=len(batch),
             finals=sum(r.priority is Priority.FINAL for r in requests),
@@ -243,9 +327,69 @@ class BatchScheduler:
                 listener(report)
             except Exception:
                 log.exception("batch listener failed")
+        self._answer(zip(batch, transcripts))
+
+    def _alone(self, request: TranscriptionRequest) -> Transcript:
+        """After a failed batch, each request runs once more on its own, so a transient
+        fault costs a retry and a bad request fails only itself."""
+        try:
+            return self.engine.transcribe([request])[0]
+        except Exception:
+            log.exception("engine failed on a single request")
+            return _failed(request)
+
+    def _answer(self, results: Iterable[tuple[Pending, Transcript]]) -> None:
         assert self._loop is not None
-        for pending, transcript in zip(batch, transcripts):
+        for pending, transcript in results:
             try:
                 self._loop.call_soon_threadsafe(pending.callback, pending.request, transcript)
             except RuntimeError:  # loop closed during shutdown: nobody left to tell
                 return
+
+    # -- watchdog -------------------------------------------------------------------------
+    def _watch(self) -> None:
+        """Restart the engine thread whenever it dies, with backoff, until ``stop``."""
+        delay = self.restart_delay_s
+        while True:
+            thread = self._thread
+            assert thread is not None
+            started = time.monotonic()
+            thread.join()
+            with self._cond:
+                if self._stopping:
+                    return
+                if time.monotonic() - started > 60:
+                    delay = self.restart_delay_s  # it had been healthy: not a crash loop
+                log.error("engine thread is dead; restarting it in %.1f s", delay)
+                self._cond.wait_for(lambda: self._stopping, delay)
+                if self._stopping:
+                    return
+                self._recover()
+                self.restarts += 1
+                self._spawn()
+            delay = min(delay * 2, 30.0)
+
+    def _recover(self) -> None:
+        """Requeue the batch the dead thread was running (no accepted work is lost); a
+        request that was in two fatal batches gets an error instead (poison). Partials
+        are dropped: a newer one will come."""
+        batch, self._inflight = self._inflight, []
+        failed = []
+        for pending in reversed(batch):
+            pending.attempts += 1
+            request = pending.request
+            if pending.attempts >= 2:
+                failed.append((pending, _failed(request)))
+            elif request.priority is Priority.FINAL:
+                self._queues.finals.appendleft(pending)
+            elif request.priority is Priority.FILE:
+                self._queues.files.appendleft(pending)
+        self._answer(failed)
+
+
+ENGINE_ERROR = "the engine failed on this audio; it could not be transcribed"
+"""What a client is told (details stay in the server log, never in a message)."""
+
+
+def _failed(request: TranscriptionRequest) -> Transcript:
+    return Transcript(text="", language=request.language or "", error=ENGINE_ERROR)

@@ -50,6 +50,9 @@ class SessionTuning:
     preroll_s: float = 0.3
     postroll_s: float = 0.2
     vad_threshold: float = 0.5
+    speculate_after_s: float | None = 0.25
+    """Pause after which the final is requested early (None: never). It must exceed
+    ``postroll_s``, so the speculative audio is exactly what the final would cover."""
 
 
 class StreamSession:
@@ -85,6 +88,11 @@ class StreamSession:
         self._next_utterance = 0
         self._last_partial_at = 0
         self._pending_finals: dict[int, TranscriptionRequest] = {}
+        self._speculative: TranscriptionRequest | None = None
+        """A final requested during a pause, before endpointing confirmed the end."""
+        self._speculative_end = 0
+        self._speculative_result: Transcript | None = None
+        self._cancelled: list[TranscriptionRequest] = []
         self._ready_finals: dict[int, dict[str, Any]] = {}
         self._next_final_out = 0
         self._partial_sent: dict[int, int] = {}
@@ -117,27 +125,45 @@ class StreamSession:
 
     def receive_transcript(self, request: TranscriptionRequest, transcript: Transcript) -> None:
         if request.priority is Priority.FINAL:
+            if request is self._speculative:
+                self._speculative_result = transcript  # used if the pause is the endpoint
+                return
+            if self._pending_finals.get(request.utterance) is not request:
+                # A speculative final whose pause was not the end: still a good partial.
+                if self.options.interim_results:
+                    self._send_partial(request, transcript)
+                return
             if transcript.text:
                 self._language_hint = transcript.language
             self._ready_finals[request.utterance] = self._final_message(request, transcript)
             self._pending_finals.pop(request.utterance, None)
             self._release_finals()
-        elif self._partial_is_current(request) and transcript.text:
-            self._partial_sent[request.utterance] = request.id
-            self._messages.append(
-                {
-                    "type": "partial",
-                    "utterance": request.utterance,
-                    "start": round(request.start, 3),
-                    "end": round(request.start + request.duration, 3),
-                    "text": transcript.text,
-                }
-            )
+        else:
+            self._send_partial(request, transcript)
+
+    def _send_partial(self, request: TranscriptionRequest, transcript: Transcript) -> None:
+        if not (self._partial_is_current(request) and transcript.text):
+            return
+        self._partial_sent[request.utterance] = request.id
+        self._messages.append(
+            {
+                "type": "partial",
+                "utterance": request.utterance,
+                "start": round(request.start, 3),
+                "end": round(request.start + request.duration, 3),
+                "text": transcript.text,
+            }
+        )
 
     # -- outputs ------------------------------------------------------------------------
     def requests_to_engine(self) -> list[TranscriptionRequest]:
         requests, self._requests = self._requests, []
         return requests
+
+    def requests_to_cancel(self) -> list[TranscriptionRequest]:
+        """Speculative finals made moot by more speech: drop them if still queued."""
+        cancelled, self._cancelled = self._cancelled, []
+        return cancelled
 
     def messages_to_send(self) -> list[dict[str, Any]]:
         messages, self._messages = self._messages, []
@@ -165,6 +191,7 @@ class StreamSession:
             keep = int((self.tuning.preroll_s + 1.0) * SAMPLE_RATE) + len(samples)
             self._trim(self._received - keep)
         else:
+            self._maybe_speculate()
             self._maybe_partial()
 
     def _boundaries(self, boundaries: list[UtteranceStart | UtteranceEnd]) -> None:
@@ -190,11 +217,49 @@ class StreamSession:
     def _close(self, end: int) -> None:
         if self._utterance is None:
             return
-        request = self._request(Priority.FINAL, min(end, self._received))
+        end = min(end, self._received)
+        speculative, result, speculative_end = (
+            self._speculative,
+            self._speculative_result,
+            self._speculative_end,
+        )
+        self._drop_speculation(cancel=False)
+        if speculative is not None and speculative_end == end:
+            # The pause was the endpoint: the early request covers exactly this audio.
+            request = speculative
+        else:
+            if speculative is not None:
+                self._cancelled.append(speculative)
+            request = self._request(Priority.FINAL, end)
+            self._requests.append(request)
+            result = None
         self._pending_finals[request.utterance] = request
-        self._requests.append(request)
         self._utterance = None
         self._trim(end)
+        if result is not None:
+            self.receive_transcript(request, result)
+
+    def _maybe_speculate(self) -> None:
+        """Request the final as soon as a pause is long enough to maybe be the endpoint,
+        so decoding overlaps the rest of the endpointing wait."""
+        if self.tuning.speculate_after_s is None:
+            return
+        end = self._segmenter.likely_end(int(self.tuning.speculate_after_s * SAMPLE_RATE))
+        if self._speculative is not None:
+            if end == self._speculative_end:
+                return
+            self._drop_speculation(cancel=True)  # speech resumed: that pause was not the end
+        if end is None:
+            return
+        self._speculative = self._request(Priority.FINAL, end)
+        self._speculative_end = end
+        self._requests.append(self._speculative)
+
+    def _drop_speculation(self, *, cancel: bool) -> None:
+        if cancel and self._speculative is not None:
+            self._cancelled.append(self._speculative)
+        self._speculative = None
+        self._speculative_result = None
 
     def _maybe_partial(self) -> None:
         if not self.options.interim_results or self._utterance is None:

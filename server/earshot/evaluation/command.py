@@ -1,0 +1,97 @@
+"""The ``earshot eval`` command line: options, running, writing, plotting."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from earshot.config import EngineConfig
+
+DEFAULT_MANIFEST = Path("../shared/speech/manifest.jsonl")
+DEFAULT_OUT = Path("artifacts/eval")
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        default=DEFAULT_MANIFEST,
+        help=f"golden set manifest.jsonl [{DEFAULT_MANIFEST}]",
+    )
+    parser.add_argument(
+        "--url", default=None, help="stream to this server (ws://host:port); default: start one"
+    )
+    parser.add_argument("--api-key", default=None, help="for a --url server that requires one")
+    parser.add_argument(
+        "--languages", default="", help="comma-separated, e.g. en,de [all in the manifest]"
+    )
+    parser.add_argument(
+        "--subset", type=int, default=None, metavar="N", help="first N clips of each language"
+    )
+    parser.add_argument(
+        "--speed", type=float, default=2.0, help="streaming pace, × real time [2.0]"
+    )
+    parser.add_argument("--concurrency", type=int, default=1, help="streams at once [1]")
+    parser.add_argument(
+        "--auto-language",
+        action="store_true",
+        help="let the model detect each clip's language instead of passing it",
+    )
+    parser.add_argument(
+        "--no-speech-seconds", type=float, default=8.0, help="length of each no-speech case [8]"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"report folder [{DEFAULT_OUT}]"
+    )
+    parser.add_argument(
+        "--history", type=Path, default=None, help="history file [OUT/history.jsonl]"
+    )
+    parser.add_argument(
+        "--plot",
+        action="store_true",
+        help="only plot WER over time from the history into OUT/wer-history.png",
+    )
+
+
+def run_command(args: argparse.Namespace, engine: EngineConfig) -> int:
+    from earshot.evaluation.report import append_history, plot_history, write_report
+    from earshot.evaluation.runner import EvalOptions, run_eval
+
+    history = args.history or args.out / "history.jsonl"
+    if args.plot:
+        try:
+            png = plot_history(history, args.out / "wer-history.png")
+        except (RuntimeError, ValueError) as exc:
+            print(f"earshot: {exc}", file=sys.stderr)
+            return 2
+        print(png)
+        return 0
+    if not args.manifest.is_file():
+        print(f"earshot: no manifest at {args.manifest}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    options = EvalOptions(
+        manifest=args.manifest,
+        engine=engine,
+        url=args.url,
+        api_key=args.api_key,
+        languages=tuple(x.strip() for x in args.languages.split(",") if x.strip()),
+        per_language=args.subset,
+        speed=args.speed,
+        concurrency=args.concurrency,
+        auto_language=args.auto_language,
+        no_speech_seconds=args.no_speech_seconds,
+        server_log=args.out / "server.log",
+    )
+    report = run_eval(options)
+    json_path, md_path = write_report(report, args.out)
+    append_history(report, history)
+    overall = report["overall"]
+    print(
+        f"WER offline {overall['offline']:.3f}, streaming {overall['streaming']:.3f};"
+        f" partial stability {report['streaming']['partial_stability']};"
+        f" hallucination rate {report['no_speech']['hallucination_rate']}"
+    )
+    print(f"{md_path}\n{json_path}\n{args.out / 'eval.prom'}\n{history}")
+    return 0

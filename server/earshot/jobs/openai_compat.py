@@ -1,0 +1,116 @@
+"""``POST /v1/audio/transcriptions`` as OpenAI's API has it, so code written for the
+``openai`` SDK works against Earshot by changing ``base_url``.
+
+Synchronous: the file is transcribed on this server's engine (as low-priority file
+work, like a job) while the request waits; nothing is stored. ``model`` is accepted
+and ignored (the server's loaded model answers), ``temperature`` is validated and
+ignored (decoding is greedy or beam search as the server is configured).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from earshot.audio_files import AudioTooLong
+from earshot.jobs.formats import MEDIA_TYPES, RENDERERS
+from earshot.jobs.models import InvalidOption, JobOptions, JobResult
+from earshot.jobs.pipeline import EngineFailure
+from earshot.jobs.service import service_of
+from earshot.jobs.uploads import UploadError, receive_upload
+
+RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+GRANULARITIES = frozenset({"word", "segment"})
+
+
+def openai_error(status: int, message: str, param: str | None = None, code: str = "") -> Response:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code or None}}
+    return JSONResponse(body, status_code=status)
+
+
+async def openai_transcriptions(request: Request) -> Response:
+    service = service_of(request)
+    config = service.config
+    languages: frozenset[str] = request.app.state.runtime.engine.languages
+    try:
+        async with receive_upload(
+            request, service.upload_dir, config.max_upload_bytes, config.max_duration_s
+        ) as upload:
+            response_format = upload.field("response_format") or "json"
+            if response_format not in RESPONSE_FORMATS:
+                raise InvalidOption("response_format", f"must be one of {RESPONSE_FORMATS}")
+            _check_temperature(upload.field("temperature"))
+            if (upload.field("stream") or "false").lower() == "true":
+                raise InvalidOption("stream", "streaming responses are not supported")
+            granularities = set(upload.fields.get("timestamp_granularities[]", [])) | set(
+                upload.fields.get("timestamp_granularities", [])
+            )
+            if not granularities <= GRANULARITIES:
+                raise InvalidOption("timestamp_granularities[]", "must be 'word' or 'segment'")
+            words = "word" in granularities and response_format == "verbose_json"
+            options = JobOptions.parse(
+                upload.field("language"), upload.field("prompt"), words, languages
+            )
+            result = await service.transcriber.transcribe_path(
+                upload.path, options, owner=f"sync_{uuid.uuid4().hex[:12]}"
+            )
+    except UploadError as exc:
+        return openai_error(exc.status, exc.message, exc.param, exc.code)
+    except InvalidOption as exc:
+        return openai_error(400, str(exc), exc.param, "invalid_parameter")
+    except AudioTooLong as exc:
+        return openai_error(413, str(exc), "file", "audio_too_long")
+    except EngineFailure as exc:
+        return openai_error(500, f"transcription failed: {exc}", None, "engine_error")
+    if response_format == "json":
+        return JSONResponse({"text": result.text})
+    if response_format == "verbose_json":
+        return JSONResponse(verbose_json(result, words=words))
+    return Response(RENDERERS[response_format](result), media_type=MEDIA_TYPES[response_format])
+
+
+def _check_temperature(value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        temperature = float(value)
+    except ValueError:
+        raise InvalidOption("temperature", "not a number") from None
+    if not 0.0 <= temperature <= 1.0:
+        raise InvalidOption("temperature", "must be between 0 and 1")
+
+
+def verbose_json(result: JobResult, *, words: bool) -> dict[str, Any]:
+    """OpenAI's ``verbose_json`` shape (``TranscriptionVerbose``)."""
+    body: dict[str, Any] = {
+        "task": "transcribe",
+        "language": result.language,
+        "duration": result.duration,
+        "text": result.text,
+        "segments": [
+            {
+                "id": i,
+                "seek": 0,
+                "start": s.start,
+                "end": s.end,
+                "text": s.text,
+                "tokens": [],
+                "temperature": 0.0,
+                "avg_logprob": s.avg_logprob,
+                "compression_ratio": 0.0,
+                "no_speech_prob": s.no_speech_prob,
+            }
+            for i, s in enumerate(result.segments)
+        ],
+    }
+    if words:
+        body["words"] = [
+            {"word": w.word.strip(), "start": w.start, "end": w.end}
+            for s in result.segments
+            for w in s.words
+        ]
+    return body

@@ -1,0 +1,98 @@
+"""The API's view of the job backend: accept, look up, cancel. The same for both
+backends; only ``dispatch`` (wake the in-process worker, or publish a Celery task)
+differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Protocol
+
+from starlette.requests import Request
+
+from earshot.jobs.config import JobsConfig
+from earshot.jobs.models import Job, JobOptions, JobStatus, new_job_id
+from earshot.jobs.pipeline import FileTranscriber
+from earshot.jobs.store import JobStore
+
+
+class Dispatcher(Protocol):
+    """Gets queued jobs to a worker: the in-process one, or Celery's."""
+
+    async def dispatch(self, job: Job) -> None: ...
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class JobService:
+    def __init__(
+        self,
+        store: JobStore,
+        config: JobsConfig,
+        transcriber: FileTranscriber,
+        dispatcher: Dispatcher,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.transcriber = transcriber
+        """Runs synchronous requests (the OpenAI-compatible endpoint) on this server."""
+        self.dispatcher = dispatcher
+        self.upload_dir = config.data_dir / "uploads"
+        self.upload_dir.mkdir(parents=True, exist_ok=True)
+
+    async def submit(self, upload: Path, filename: str, options: JobOptions) -> Job:
+        """Make the fsync'd ``upload`` (in ``upload_dir``) a queued job; durable on return."""
+        now = time.time()
+        job = Job(
+            id=new_job_id(),
+            options=options,
+            filename=filename,
+            size=upload.stat().st_size,
+            created_at=now,
+            updated_at=now,
+        )
+        await asyncio.to_thread(self.store.create, job, upload)
+        try:
+            await self.dispatcher.dispatch(job)
+        except BaseException:  # not queued after all: don't leave a job nobody will run
+            await asyncio.to_thread(self.store.delete, job.id)
+            raise
+        return job
+
+    async def get(self, job_id: str) -> Job | None:
+        return await asyncio.to_thread(self.store.get, job_id)
+
+    async def cancel_or_delete(self, job_id: str) -> str | None:
+        """Cancel an active job (kept, ``cancelled``, until its TTL) or delete an ended
+        one; which was done, or None for an unknown id."""
+        ttl = self.config.result_ttl_s
+
+        def cancel(job: Job) -> Job | None:
+            return None if job.status.terminal else job.cancelled(time.time(), ttl)
+
+        before = await self.get(job_id)
+        if before is None:
+            return None
+        if not before.status.terminal:
+            after = await asyncio.to_thread(self.store.update, job_id, cancel)
+            if after is not None and after.status is JobStatus.CANCELLED:
+                await asyncio.to_thread(self.store.drop_audio, job_id)
+                return "cancelled"
+        deleted = await asyncio.to_thread(self.store.delete, job_id)
+        return "deleted" if deleted else None
+
+    def start(self) -> None:
+        self.dispatcher.start()
+
+    async def stop(self) -> None:
+        await self.dispatcher.stop()
+        await asyncio.to_thread(self.store.close)
+
+
+def service_of(request: Request) -> JobService:
+    service: JobService = request.app.state.jobs
+    return service

@@ -1,0 +1,70 @@
+"""Input pacing: a stream may not push audio much faster than real time.
+
+Every second of audio becomes VAD work and, when it is speech, engine work that other
+sessions wait behind; admission control budgets sessions by what they really cost. So a
+stream's frames go into the session through a token bucket: a burst of ``max_lead_s / 2``
+seconds of audio at once (a client catching up after a network hiccup, a short clip sent
+fast), then at most ``speed`` × real time. Frames that arrive faster wait here, in
+order with the control messages between them (the throttle). Once more than
+``max_lead_s / 2`` seconds of audio wait, the client is flooding: ``InputTooFast``
+(close 1008). The socket is read all along, so pings keep being answered and memory per
+stream stays bounded. Clocks are passed in: this module reads none.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Generic, TypeVar
+
+from earshot.limits import TokenBucket
+
+Item = TypeVar("Item")
+
+
+class InputTooFast(Exception):
+    """More audio waiting than the stream may hold (close 1008)."""
+
+
+class InputPacer(Generic[Item]):
+    def __init__(self, max_lead_s: float, *, speed: float = 3.0) -> None:
+        self.enabled = max_lead_s > 0
+        self.max_held_s = max(max_lead_s / 2, 1.0)
+        self.speed = speed
+        self._bucket: TokenBucket | None = None
+        self._waiting: deque[tuple[Item, float]] = deque()
+        self.held_s = 0.0
+        """Seconds of audio that arrived but wait for their turn."""
+
+    def arrive(self, item: Item, seconds: float, now: float) -> None:
+        """A client message (``seconds`` of audio in it, 0 for control messages)."""
+        if self._bucket is None and seconds > 0:
+            self._bucket = TokenBucket(self.max_held_s, self.speed, now)
+        self._waiting.append((item, seconds))
+        self.held_s += seconds
+        if self.enabled and self.held_s > self.max_held_s:
+            raise InputTooFast(
+                f"audio arrives faster than {self.speed:g}x real time; {self.held_s:.0f} s"
+                " waiting (stream in real time, or send files to the jobs API)"
+            )
+
+    def release(self, now: float) -> list[Item]:
+        """The waiting messages whose turn has come, in arrival order."""
+        released = []
+        while self._waiting:
+            item, seconds = self._waiting[0]
+            bucket = self._bucket
+            if self.enabled and seconds and bucket and bucket.try_take(seconds, now) > 0:
+                break
+            self._waiting.popleft()
+            self.held_s -= seconds
+            released.append(item)
+        return released
+
+    def wait(self, now: float) -> float | None:
+        """Seconds until the next waiting message may go; None when nothing waits."""
+        if not self._waiting:
+            return None
+        seconds = self._waiting[0][1]
+        if not self.enabled or not seconds or self._bucket is None:
+            return 0.0
+        return self._bucket.available_in(seconds, now)

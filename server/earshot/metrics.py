@@ -288,6 +288,9 @@ class SessionObserver:
         self.session_id = session_id
         self._asked: dict[int, tuple[int, float]] = {}
         """Partial request id → (utterance, when it went to the scheduler)."""
+        self._final_results: dict[int, Transcript] = {}
+        """Utterance → its latest final-priority result, counted once its final is sent
+        (a speculative final made moot by more speech is engine work, not a final)."""
         self._partial_origin: dict[int, float] = {}
         """Utterance → when the request behind its next partial message was made."""
         self._audio_s = 0.0
@@ -302,23 +305,25 @@ class SessionObserver:
         now = self.metrics.clock()
         if request.priority is Priority.FINAL:
             self.metrics.final_waiting((self.session_id, request.utterance), now)
-        else:
-            self._asked[request.id] = (request.utterance, now)
+        self._asked[request.id] = (request.utterance, now)
 
     def answered(self, request: TranscriptionRequest, transcript: Transcript) -> None:
         if request.priority is Priority.FINAL:
-            self.metrics.audio_transcribed(request.duration)
-            self.metrics.transcribed(transcript)
-        else:
-            asked = self._asked.pop(request.id, None)
-            if asked is not None:
-                self._partial_origin[request.utterance] = asked[1]
+            self._final_results[request.utterance] = transcript
+        # Any result may become the next partial (a moot speculative final does too).
+        asked = self._asked.pop(request.id, None)
+        if asked is not None:
+            self._partial_origin[request.utterance] = asked[1]
 
     def sent(self, message: Mapping[str, Any]) -> None:
         kind = message.get("type")
         now = self.metrics.clock()
         if kind == "final":
             utterance = int(message["utterance"])
+            result = self._final_results.pop(utterance, None)
+            if result is not None:
+                self.metrics.audio_transcribed(float(message["end"]) - float(message["start"]))
+                self.metrics.transcribed(result)
             self._partial_origin.pop(utterance, None)
             # Partials the scheduler coalesced or dropped are never answered.
             for request_id in [i for i, (u, _) in self._asked.items() if u <= utterance]:

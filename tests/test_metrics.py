@@ -99,12 +99,14 @@ async def test_counters_move_as_a_real_streaming_session_runs(
     assert delta("earshot_final_latency_seconds_count") == len(finals)
     assert 0 < delta("earshot_final_latency_seconds_sum") < 10 * len(finals)
     assert delta("earshot_partial_latency_seconds_count") == len(partials)
-    # Speculative finals (requested during a pause, see session.py) are engine work too.
+    # Every message comes from its own engine request. Speculative finals (requested in a
+    # pause, see session.py) are final-priority work that becomes the final, or a partial
+    # when speech resumes, so only the total is exact.
     assert delta("earshot_engine_requests_total", priority="final") >= len(finals)
-    assert delta("earshot_engine_requests_total", priority="partial") >= len(partials)
     requests = delta("earshot_engine_requests_total", priority="final") + delta(
         "earshot_engine_requests_total", priority="partial"
     )
+    assert requests >= len(finals) + len(partials)
     assert delta("earshot_engine_batch_size_sum") == requests
     assert 1 <= delta("earshot_engine_batch_size_count") <= requests
     assert delta("earshot_engine_busy_seconds_total") > 0

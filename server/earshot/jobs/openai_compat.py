@@ -20,7 +20,7 @@ from earshot.jobs.formats import MEDIA_TYPES, RENDERERS
 from earshot.jobs.models import InvalidOption, JobOptions, JobResult
 from earshot.jobs.pipeline import EngineFailure
 from earshot.jobs.service import service_of
-from earshot.jobs.uploads import UploadError, receive_upload
+from earshot.jobs.uploads import UploadError
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = frozenset({"word", "segment"})
@@ -34,12 +34,9 @@ def openai_error(status: int, message: str, param: str | None = None, code: str 
 
 async def openai_transcriptions(request: Request) -> Response:
     service = service_of(request)
-    config = service.config
     languages: frozenset[str] = request.app.state.runtime.engine.languages
     try:
-        async with receive_upload(
-            request, service.upload_dir, config.max_upload_bytes, config.max_duration_s
-        ) as upload:
+        async with service.receive_upload(request) as upload:
             response_format = upload.field("response_format") or "json"
             if response_format not in RESPONSE_FORMATS:
                 raise InvalidOption("response_format", f"must be one of {RESPONSE_FORMATS}")

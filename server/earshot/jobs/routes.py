@@ -11,7 +11,7 @@ from earshot.jobs.formats import FORMATS, MEDIA_TYPES, RENDERERS, to_json
 from earshot.jobs.models import InvalidOption, JobOptions, JobStatus
 from earshot.jobs.openai_compat import openai_transcriptions
 from earshot.jobs.service import service_of
-from earshot.jobs.uploads import UploadError, receive_upload
+from earshot.jobs.uploads import UploadError
 
 JOB_FIELDS = frozenset({"language", "prompt", "word_timestamps"})
 
@@ -36,12 +36,9 @@ def error(status: int, code: str, message: str, parameter: str | None = None) ->
 async def submit_job(request: Request) -> Response:
     """Multipart: ``file`` plus optional ``language``, ``prompt``, ``word_timestamps``."""
     service = service_of(request)
-    config = service.config
     languages: frozenset[str] = request.app.state.runtime.engine.languages
     try:
-        async with receive_upload(
-            request, service.upload_dir, config.max_upload_bytes, config.max_duration_s
-        ) as upload:
+        async with service.receive_upload(request) as upload:
             unknown = sorted(set(upload.fields) - JOB_FIELDS)
             if unknown:
                 raise InvalidOption(unknown[0], f"unknown field {unknown[0]!r}")

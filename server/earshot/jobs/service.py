@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol
 
@@ -16,6 +17,7 @@ from earshot.jobs.config import JobsConfig
 from earshot.jobs.models import Job, JobOptions, JobStatus, new_job_id
 from earshot.jobs.pipeline import FileTranscriber
 from earshot.jobs.store import JobStore
+from earshot.jobs.uploads import Upload, receive_upload
 
 
 class Dispatcher(Protocol):
@@ -84,6 +86,14 @@ class JobService:
                 return "cancelled"
         deleted = await asyncio.to_thread(self.store.delete, job_id)
         return "deleted" if deleted else None
+
+    def receive_upload(self, request: Request) -> AbstractAsyncContextManager[Upload]:
+        """The request's multipart upload, kept in this service's folder within its limits
+        (one place for both upload routes: /v1/jobs and the OpenAI endpoint)."""
+        config = self.config
+        return receive_upload(
+            request, self.upload_dir, config.max_upload_bytes, config.max_duration_s
+        )
 
     def start(self) -> None:
         self.dispatcher.start()

@@ -9,10 +9,6 @@ class Load:
     wait: float = 0.0
     busy: float = 0.0
     busy_all: float = 0.0
-    turnaround: float = 0.0
-
-    def final_turnaround(self, window_s: float = 20.0, quantile: float = 0.9) -> float:
-        return self.turnaround
 
     def oldest_final_wait(self) -> float:
         return self.wait
@@ -43,8 +39,3 @@ def test_partials_filling_idle_time_do_not_count_as_load() -> None:
 def test_finals_using_most_of_the_engine_mean_overload() -> None:
     controller = AdmissionController(AdmissionConfig(), Load(busy=0.8, busy_all=1.0), active=3)
     assert controller.refusal() is not None
-
-
-def test_slow_finals_mean_overload() -> None:
-    refusal = AdmissionController(AdmissionConfig(), Load(turnaround=1.4), active=3).refusal()
-    assert refusal and "take 1.4 s" in refusal

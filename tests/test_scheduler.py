@@ -178,27 +178,6 @@ def test_cancel_drops_a_queued_final_only() -> None:
     assert scheduler.queue_depths()["final"] == 1
 
 
-@pytest.mark.asyncio
-async def test_final_turnaround_reflects_recent_finals() -> None:
-    engine = RecordingEngine(delay=0.05)
-    scheduler = BatchScheduler(engine, CPU)
-    scheduler.start(asyncio.get_running_loop())
-    assert scheduler.final_turnaround() == 0.0
-    done = asyncio.Event()
-    answered: list[int] = []
-
-    def callback(r: TranscriptionRequest, t: Transcript) -> None:
-        answered.append(r.id)
-        if len(answered) == 6:
-            done.set()
-
-    for i in range(6):
-        scheduler.submit(request(Priority.FINAL, owner=str(i)), callback)
-    await asyncio.wait_for(done.wait(), 5)
-    assert 0.05 <= scheduler.final_turnaround() <= 1.0
-    scheduler.stop()
-
-
 def test_partials_yield_the_engine_once_they_had_their_share() -> None:
     policy = SchedulingPolicy(max_batch=4, max_partials=1, max_partial_share=0.5)
     scheduler = BatchScheduler(RecordingEngine(), policy)

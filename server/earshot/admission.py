@@ -2,8 +2,7 @@
 fall behind real time.
 
 A session is refused when the configured cap is reached, or when the engine is
-already saturated: a final has waited longer than ``max_final_delay_s``, recent finals
-took longer than that from request to answer (90th percentile over 20 s), or finals
+already saturated: a final has waited longer than ``max_final_delay_s``, or finals
 kept the engine busy more than ``max_busy_ratio`` of the recent window. Partials don't count:
 they fill idle engine time by design, so only the finals' share of engine time
 measures whether we keep up.
@@ -19,7 +18,6 @@ from earshot.config import AdmissionConfig
 
 class LoadSource(Protocol):
     def oldest_final_wait(self) -> float: ...
-    def final_turnaround(self, window_s: float = 20.0, quantile: float = 0.9) -> float: ...
     def busy_ratio(self, window_s: float = 10.0, *, finals_only: bool = False) -> float: ...
 
 
@@ -36,9 +34,6 @@ class AdmissionController:
         wait = self.load.oldest_final_wait()
         if wait > self.config.max_final_delay_s:
             return f"engine overloaded: finals waiting {wait:.1f} s"
-        turnaround = self.load.final_turnaround()
-        if self.active and turnaround > self.config.max_final_delay_s:
-            return f"engine overloaded: finals take {turnaround:.1f} s to transcribe"
         if self.active and self.load.busy_ratio(finals_only=True) > self.config.max_busy_ratio:
             return "engine overloaded: no spare capacity for another real-time stream"
         return None

@@ -51,8 +51,7 @@ class AdmissionConfig:
 
     max_sessions: int = 64
     max_final_delay_s: float = 1.0
-    """Refuse while the oldest queued final has waited longer than this, or recent
-    finals took longer than this to come back (the 1.5 s SLO less 0.5 s endpointing)."""
+    """Refuse while the oldest queued final has waited longer than this."""
     max_busy_ratio: float = 0.75
     """Refuse while finals took more than this share of recent engine time."""
 

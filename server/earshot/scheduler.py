@@ -137,8 +137,6 @@ class BatchScheduler:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._turnarounds: deque[tuple[float, float]] = deque()
-        """(when answered, seconds from submit to answer) per final, the last minute."""
         self._busy: deque[tuple[float, float, float]] = deque()
         self._partial_busy: deque[tuple[float, float]] = deque()
         """(begin, end) of engine calls that ran only partials, the last few seconds."""
@@ -222,16 +220,6 @@ class BatchScheduler:
                 "file": len(self._queues.files),
             }
 
-    def final_turnaround(self, window_s: float = 20.0, quantile: float = 0.9) -> float:
-        """A high quantile of submit→answer time of the finals answered in the last
-        ``window_s``: what a new session's finals would see on top of endpointing."""
-        since = time.monotonic() - window_s
-        with self._cond:
-            recent = sorted(seconds for at, seconds in self._turnarounds if at >= since)
-        if len(recent) < 5:
-            return 0.0  # too few to judge
-        return recent[min(len(recent) - 1, int(quantile * len(recent)))]
-
     def oldest_final_wait(self) -> float:
         with self._cond:
             if not self._queues.finals:
@@ -307,11 +295,6 @@ class BatchScheduler:
                 self._busy.popleft()
             if all(r.priority is Priority.PARTIAL for r in requests):
                 self._partial_busy.append((now, end))
-            for pending in batch:
-                if pending.request.priority is Priority.FINAL:
-                    self._turnarounds.append((end, end - pending.enqueued))
-            while self._turnarounds and self._turnarounds[0][0] < end - 60:
-                self._turnarounds.popleft()
         report = BatchReport(
             size=len(batch),
             finals=sum(r.priority is Priority.FINAL for r in requests),

@@ -61,6 +61,7 @@ except ImportError:  # run from a checkout without the package installed
 from earshot.scheduler import Pending, Queues, SchedulingPolicy, select_batch  # noqa: E402
 from earshot.transcript import Priority, TranscriptionRequest  # noqa: E402
 from earshot.windows import FULL_WINDOW, choose_window, token_budget  # noqa: E402
+from loadtest.gpu_bench import _gpu_name, _ints  # noqa: E402
 
 HOP = 160
 BUCKETS = (500, 1000, 1500, 2000, 3000)
@@ -117,12 +118,6 @@ def _pinned_decode(tokens: int) -> Iterator[None]:
         yield
     finally:
         engine_module.token_budget, engine_module.looks_like_runaway = saved
-
-
-def _gpu_name() -> str | None:
-    from loadtest.gpu_bench import _gpu_name as name
-
-    return name()
 
 
 def measure_engine(
@@ -727,10 +722,6 @@ def plot(result: dict[str, Any], path: str | Path) -> bool:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
-
-
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,7 +33,7 @@ FILE_CLIP = "cmuarctic_a0024"  # "It was my reports from the north ..." (4.0 s)
 # still gets these clips word-perfect (0.0 measured); a lost or garbled second would be > 0.2.
 WER_BOUND = 0.15
 LEAD_S = 1.0  # silence before the speech in the fake microphone's file
-TAIL_S = 3.0  # and after it (Chromium loops the file; Stop comes before the loop restarts)
+TAIL_S = 3.0  # and after it (the driver asks Chromium not to loop the file)
 
 
 def chromium() -> str:

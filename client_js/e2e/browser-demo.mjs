@@ -47,7 +47,8 @@ const browser = await chromium.launch({
     '--disable-sync',
     '--use-fake-ui-for-media-stream', // grant the microphone without a prompt
     '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-audio-capture=${resolve(args['mic-wav'])}`,
+    // %noloop: play the file once, then silence (Chromium loops it otherwise)
+    `--use-file-for-fake-audio-capture=${resolve(args['mic-wav'])}%noloop`,
     '--autoplay-policy=no-user-gesture-required',
   ],
 });

@@ -196,3 +196,97 @@ def test_gpu_policy_never_throttles_partials() -> None:
     scheduler.submit(request(Priority.PARTIAL), lambda r, t: None)
     scheduler._partial_busy.append((98.0, 100.0))
     assert not scheduler._partials_throttled(100.0)
+
+
+# -- several workers (one model replica each) -----------------------------------------------
+class TimingEngine:
+    """Records when each request starts and ends; ``hold`` keeps partials running until set."""
+
+    def __init__(self, seconds: float = 0.05) -> None:
+        self.seconds = seconds
+        self.hold = threading.Event()
+        self.spans: dict[int, tuple[float, float]] = {}
+        self.running = 0
+        self.most_running = 0
+        self.lock = threading.Lock()
+
+    def transcribe(self, requests: list[TranscriptionRequest]) -> list[Transcript]:
+        begin = time.monotonic()
+        with self.lock:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        if any(r.priority is Priority.PARTIAL for r in requests):
+            self.hold.wait(5)
+        time.sleep(self.seconds)
+        with self.lock:
+            self.running -= 1
+        for r in requests:
+            self.spans[r.id] = (begin, time.monotonic())
+        return [Transcript(text=f"t{r.utterance}", language="en") for r in requests]
+
+
+async def submit_all(
+    scheduler: BatchScheduler, requests: list[TranscriptionRequest]
+) -> dict[int, float]:
+    """Submit ``requests``; return when each was answered (monotonic)."""
+    answered: dict[int, float] = {}
+    done = asyncio.Event()
+
+    def callback(r: TranscriptionRequest, t: Transcript) -> None:
+        answered[r.id] = time.monotonic()
+        if len(answered) == len(requests):
+            done.set()
+
+    for r in requests:
+        scheduler.submit(r, callback)
+    await asyncio.wait_for(done.wait(), 10)
+    return answered
+
+
+@pytest.mark.asyncio
+async def test_with_two_workers_a_final_never_waits_behind_a_running_partial() -> None:
+    engine = TimingEngine()
+    scheduler = BatchScheduler(engine, CPU, workers=2)
+    scheduler.start(asyncio.get_running_loop())
+    try:
+        partials = [request(Priority.PARTIAL, owner=f"p{i}") for i in range(3)]
+        for p in partials:
+            scheduler.submit(p, lambda r, t: None)
+        await asyncio.sleep(0.1)  # one partial holds a worker; the others must wait
+        assert engine.running == 1 and scheduler.queue_depths()["partial"] == 2
+        final = request(Priority.FINAL, owner="f")
+        answered = await submit_all(scheduler, [final])
+        assert final.id in answered and partials[0].id not in engine.spans
+        engine.hold.set()
+        await asyncio.sleep(0.5)
+        assert all(p.id in engine.spans for p in partials)
+        assert engine.most_running == 2  # the final ran beside the partial
+    finally:
+        engine.hold.set()
+        scheduler.stop()
+
+
+@pytest.mark.asyncio
+async def test_with_two_workers_finals_run_side_by_side() -> None:
+    engine = TimingEngine(seconds=0.2)
+    scheduler = BatchScheduler(engine, SchedulingPolicy(max_batch=1), workers=2)
+    scheduler.start(asyncio.get_running_loop())
+    try:
+        finals = [request(Priority.FINAL, owner=f"f{i}") for i in range(2)]
+        await submit_all(scheduler, finals)
+        (a0, a1), (b0, b1) = (engine.spans[f.id] for f in finals)
+        assert a0 < b1 and b0 < a1  # overlapping
+        assert 0.018 <= scheduler.busy_ratio() <= 0.03  # 2 x 0.2 s over 2 workers x 10 s
+    finally:
+        scheduler.stop()
+    assert not scheduler.alive
+
+
+def test_a_worker_kept_for_finals_leaves_partials_queued() -> None:
+    p = pending(Priority.PARTIAL, owner="a")
+    q = queues(p)
+    assert select_batch(q, CPU, now=0.1, partials=False) == ([], 0)
+    f = pending(Priority.FINAL, owner="b")
+    q = queues(p, f)
+    assert select_batch(q, GPU, now=0.1, partials=False) == ([f], 0)
+    assert list(q.partials.values()) == [p]

@@ -46,7 +46,18 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
         default=env_default("compute_type", "default"),
         help="int8, int8_float16, float16, float32... [int8 on CPU, float16 on CUDA]",
     )
-    parser.add_argument("--cpu-threads", type=int, default=_env_int("cpu_threads", 0))
+    parser.add_argument(
+        "--cpu-threads",
+        type=int,
+        default=_env_int("cpu_threads", 0),
+        help="threads per model replica [1 on CPU]",
+    )
+    parser.add_argument(
+        "--engine-workers",
+        type=int,
+        default=_env_int("engine_workers", 0),
+        help="model replicas transcribing at once [CPU: cores / cpu-threads; CUDA: 1]",
+    )
     parser.add_argument("--beam-size", type=int, default=_env_int("beam_size", 1))
     parser.add_argument(
         "--full-window",
@@ -62,6 +73,7 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         device=args.device,
         compute_type=args.compute_type,
         cpu_threads=args.cpu_threads,
+        workers=args.engine_workers,
         beam_size=args.beam_size,
     )
     if args.full_window:
@@ -106,7 +118,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ModelLoadError as exc:
         print(f"earshot: {exc}", file=sys.stderr)
         return 2
-    policy = default_policy(runtime.engine.device, args.max_batch)
+    policy = default_policy(runtime.engine.device, args.max_batch, runtime.engine.workers)
     if args.batch_wait_ms is not None:
         policy = replace(policy, batch_wait_s=args.batch_wait_ms / 1000)
     runtime.scheduler.policy = policy

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -80,8 +81,17 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
     return "float16" if device == "cuda" else "int8"
 
 
+def resolve_parallelism(config: EngineConfig, device: str) -> tuple[int, int]:
+    """(replicas, threads per replica) for CTranslate2; 0 threads = its own default."""
+    if device == "cuda":
+        return config.workers or 1, config.cpu_threads
+    threads = config.cpu_threads or 1
+    return config.workers or max(1, (os.cpu_count() or 1) // threads), threads
+
+
 class WhisperEngine:
-    """Owns one loaded Whisper model. Not thread-safe: the scheduler's thread calls it."""
+    """Owns one loaded Whisper model with ``workers`` replicas: up to that many threads
+    may call ``transcribe`` at once, each call running on a free replica."""
 
     def __init__(self, config: EngineConfig) -> None:
         from faster_whisper import WhisperModel
@@ -92,13 +102,15 @@ class WhisperEngine:
             ensure_cublas12_compat(config.device)
         self.device = resolve_device(config.device)
         self.compute_type = resolve_compute_type(config.compute_type, self.device)
+        self.workers, threads = resolve_parallelism(config, self.device)
         try:
             path = resolve_model(config.model)
             self._model = WhisperModel(
                 path,
                 device=self.device,
                 compute_type=self.compute_type,
-                cpu_threads=config.cpu_threads or (os.cpu_count() or 1),
+                cpu_threads=threads,
+                num_workers=self.workers,
                 download_root=config.download_root,
             )
         except ModelNotFound as exc:
@@ -121,12 +133,18 @@ class WhisperEngine:
         self.languages: frozenset[str] = (
             frozenset(self._model.supported_languages) if self.multilingual else frozenset({"en"})
         )
-        self.last_stats = BatchStats()
+        self._calls = threading.local()
+
+    @property
+    def last_stats(self) -> BatchStats:
+        """What this thread's last ``transcribe`` call did."""
+        stats: BatchStats = getattr(self._calls, "stats", None) or BatchStats()
+        return stats
 
     # -- public -------------------------------------------------------------------------
     def transcribe(self, requests: list[TranscriptionRequest]) -> list[Transcript]:
         started = time.perf_counter()
-        self.last_stats = BatchStats(requests=len(requests))
+        self._calls.stats = BatchStats(requests=len(requests))
         results: dict[int, Transcript] = {}
         groups: dict[int, list[TranscriptionRequest]] = defaultdict(list)
         for request in requests:

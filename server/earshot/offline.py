@@ -7,6 +7,7 @@ streaming path is compared against), so both measure the same thing.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,9 +59,13 @@ def transcribe_audio(
         )
         for s in segments
     ]
+    # Batches of at most ``batch``, spread over the engine's replicas (one core each on CPU).
+    size = max(1, min(batch, -(-len(requests) // engine.workers)))
+    chunks = [requests[i : i + size] for i in range(0, len(requests), size)]
     transcripts: list[Transcript] = []
-    for i in range(0, len(requests), batch):
-        transcripts += engine.transcribe(requests[i : i + batch])
+    with ThreadPoolExecutor(engine.workers, thread_name_prefix="earshot-offline") as pool:
+        for chunk_transcripts in pool.map(engine.transcribe, chunks):
+            transcripts += chunk_transcripts
     return OfflineResult(
         segments=list(zip(requests, transcripts)),
         language=language,

@@ -63,13 +63,15 @@ class Runtime:
     def load(cls, config: ServerConfig) -> Runtime:
         engine = WhisperEngine(config.engine)
         engine.warm_up()
-        policy = config.scheduler or default_policy(engine.device)
-        scheduler = BatchScheduler(with_faults(engine), policy)  # faults: a test hook
+        policy = config.scheduler or default_policy(engine.device, workers=engine.workers)
+        # faults: a test hook, off unless EARSHOT_FAULT_INJECT is set
+        scheduler = BatchScheduler(with_faults(engine), policy, workers=engine.workers)
         log.info(
-            "model %s loaded on %s/%s; batching up to %d",
+            "model %s loaded on %s/%s; %d worker(s), batching up to %d",
             config.engine.model,
             engine.device,
             engine.compute_type,
+            engine.workers,
             policy.max_batch,
         )
         return cls(

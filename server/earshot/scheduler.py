@@ -18,8 +18,13 @@ Which requests form the next batch is decided by ``select_batch``, a pure functi
 4. remaining file segments.
 
 On a GPU a batch costs little more than one request, so a short ``batch_wait_ms`` and
-mixing partials into final batches pay off; on a CPU one encode fills every core, so
-finals go alone and partials only use idle time. Same code, different settings.
+mixing partials into final batches pay off; on a CPU batching buys little, so finals go
+alone and partials only use idle time. Same code, different settings.
+
+``workers`` engine threads take batches at once (the engine holds that many model
+replicas; on a CPU, one single-threaded replica per core beats one replica on all
+cores). A running decode can't be interrupted, so with several workers at most
+``workers - 1`` run partials at once: one is always left for the next final.
 """
 
 from __future__ import annotations
@@ -98,8 +103,11 @@ class Queues:
         return len(self.finals) + len(self.partials) + len(self.files)
 
 
-def select_batch(queues: Queues, policy: SchedulingPolicy, now: float) -> tuple[list[Pending], int]:
-    """Remove and return the next batch, and how many stale partials were dropped."""
+def select_batch(
+    queues: Queues, policy: SchedulingPolicy, now: float, *, partials: bool = True
+) -> tuple[list[Pending], int]:
+    """Remove and return the next batch, and how many stale partials were dropped.
+    ``partials=False``: leave partials queued (this worker is kept for finals)."""
     batch: list[Pending] = []
     room = policy.max_batch
     while queues.finals and len(batch) < room:
@@ -115,7 +123,7 @@ def select_batch(queues: Queues, policy: SchedulingPolicy, now: float) -> tuple[
         if now - queues.partials[key].enqueued > policy.partial_max_age_s:
             del queues.partials[key]
             dropped += 1
-    if policy.partials_with_finals or not batch:
+    if partials and (policy.partials_with_finals or not batch):
         room_for_partials = min(room, len(batch) + policy.max_partials)
         while queues.partials and len(batch) < room_for_partials:
             batch.append(queues.partials.popitem(last=False)[1])
@@ -129,23 +137,26 @@ def select_batch(queues: Queues, policy: SchedulingPolicy, now: float) -> tuple[
 
 
 class BatchScheduler:
-    def __init__(self, engine: Engine, policy: SchedulingPolicy) -> None:
+    def __init__(self, engine: Engine, policy: SchedulingPolicy, *, workers: int = 1) -> None:
         self.engine = engine
         self.policy = policy
+        self.workers = max(1, workers)
         self._queues = Queues()
         self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread | None] = [None] * self.workers
+        self._partial_batches = 0
+        """Batches of partials (no final) running now: at most ``workers - 1`` if > 1."""
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._busy: deque[tuple[float, float, float]] = deque()
+        """(begin, end, share of the batch that was finals) per engine call."""
         self._partial_busy: deque[tuple[float, float]] = deque()
         """(begin, end) of engine calls that ran only partials, the last few seconds."""
-        """(begin, end, share of the batch that was finals) per engine call."""
         self.listeners: list[Callable[[BatchReport], None]] = []
         self._last_live = float("-inf")
         """When the last live (final or partial) request was submitted."""
-        self._inflight: list[Pending] = []
-        """The batch the engine thread is running: requeued if the thread dies."""
+        self._inflight: list[list[Pending]] = [[] for _ in range(self.workers)]
+        """The batch each engine thread is running: requeued if the thread dies."""
         self._watchdog: threading.Thread | None = None
         self.restart_delay_s = 1.0
         """First pause before restarting a dead engine thread (doubles up to 30 s while it
@@ -156,29 +167,36 @@ class BatchScheduler:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._stopping = False
-        self._spawn()
+        for worker in range(self.workers):
+            self._spawn(worker)
         self._watchdog = threading.Thread(
             target=self._watch, name="earshot-engine-watchdog", daemon=True
         )
         self._watchdog.start()
 
-    def _spawn(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="earshot-engine", daemon=True)
-        self._thread.start()
+    def _spawn(self, worker: int) -> None:
+        thread = threading.Thread(
+            target=self._run, args=(worker,), name=f"earshot-engine-{worker}", daemon=True
+        )
+        self._threads[worker] = thread
+        thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Finish what is queued, then end the engine thread."""
+        """Finish what is queued, then end the engine threads."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
         if self._watchdog is not None:
             self._watchdog.join(1.0)
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """Every engine thread runs (``/readyz`` is 503 while one is being restarted)."""
+        return all(t is not None and t.is_alive() for t in self._threads)
 
     # -- loop side ------------------------------------------------------------------------
     def submit(self, request: TranscriptionRequest, callback: ResultCallback) -> None:
@@ -195,7 +213,7 @@ class BatchScheduler:
                 self._queues.partials[key] = pending
             else:
                 self._queues.files.append(pending)
-            self._cond.notify()
+            self._cond.notify_all()  # a worker kept for finals may be the one to take it
 
     def cancel(self, request: TranscriptionRequest) -> bool:
         """Drop a queued final nobody needs any more (a speculative one made moot by more
@@ -227,7 +245,7 @@ class BatchScheduler:
             return time.monotonic() - self._queues.finals[0].enqueued
 
     def busy_ratio(self, window_s: float = 10.0, *, finals_only: bool = False) -> float:
-        """Share of the last ``window_s`` seconds the engine spent transcribing.
+        """Share of the last ``window_s`` seconds the engine's workers spent transcribing.
 
         ``finals_only`` counts just the finals' share of each batch: the work that must
         be done, as opposed to partials, which fill whatever time is left.
@@ -240,32 +258,56 @@ class BatchScheduler:
                 for begin, end, share in self._busy
                 if end > start
             )
-        return min(1.0, busy / window_s)
+        return min(1.0, busy / (window_s * self.workers))
 
-    # -- engine thread --------------------------------------------------------------------
-    def _run(self) -> None:
+    # -- engine threads -------------------------------------------------------------------
+    def _run(self, worker: int) -> None:
         try:
-            self._serve_batches()
+            self._serve_batches(worker)
         except BaseException:  # the watchdog restarts the thread; say why it died
-            log.critical("engine thread died", exc_info=True)
+            log.critical("engine thread died (worker %d)", worker, exc_info=True)
+        finally:
+            with self._cond:
+                self._cond.notify_all()  # wake the watchdog
 
-    def _serve_batches(self) -> None:
+    def _serve_batches(self, worker: int) -> None:
         while True:
             with self._cond:
-                while not self._queues and not self._stopping:
-                    self._cond.wait()
-                if not self._queues and self._stopping:
+                taken = self._take()
+                if taken is None:
                     return
-                if self.policy.batch_wait_s > 0 and len(self._queues) < self.policy.max_batch:
-                    self._cond.wait(self.policy.batch_wait_s)
-                if self._partials_throttled(time.monotonic()):
-                    self._cond.wait(PARTIAL_BACKOFF_S)  # a final may come: keep room for it
-                    continue
-                now = time.monotonic()
-                batch, dropped = select_batch(self._queues, self.policy, now)
-                self._inflight = batch
-            if batch:
-                self._execute(batch, now, dropped)
+                batch, now, dropped = taken
+                partial_batch = _is_partial_batch(batch)
+                self._partial_batches += partial_batch
+                self._inflight[worker] = batch
+            try:
+                if batch:
+                    self._execute(worker, batch, now, dropped)
+            finally:
+                if partial_batch:
+                    with self._cond:
+                        self._partial_batches -= 1
+                        self._cond.notify_all()  # a worker kept for finals may take partials
+
+    def _take(self) -> tuple[list[Pending], float, int] | None:
+        """Wait for the next batch this worker may run; None once stopped and drained
+        (lock held)."""
+        while True:
+            queues = self._queues
+            partials = self.workers == 1 or self._partial_batches < self.workers - 1
+            if not (queues.finals or queues.files or (partials and queues.partials)):
+                if self._stopping and not queues:
+                    return None
+                self._cond.wait(PARTIAL_BACKOFF_S if self._stopping else None)
+                continue
+            if self.policy.batch_wait_s > 0 and len(queues) < self.policy.max_batch:
+                self._cond.wait(self.policy.batch_wait_s)
+            if partials and self._partials_throttled(time.monotonic()):
+                self._cond.wait(PARTIAL_BACKOFF_S)  # a final may come: keep room for it
+                continue
+            now = time.monotonic()
+            batch, dropped = select_batch(queues, self.policy, now, partials=partials)
+            return batch, now, dropped
 
     def _partials_throttled(self, now: float) -> bool:
         """Only partials wait, and they had their share of the engine lately (lock held)."""
@@ -275,9 +317,10 @@ class BatchScheduler:
         while self._partial_busy and self._partial_busy[0][1] < start:
             self._partial_busy.popleft()
         busy = sum(end - max(begin, start) for begin, end in self._partial_busy)
-        return busy >= self.policy.max_partial_share * PARTIAL_SHARE_WINDOW_S
+        slots = max(1, self.workers - 1)
+        return busy >= self.policy.max_partial_share * PARTIAL_SHARE_WINDOW_S * slots
 
-    def _execute(self, batch: list[Pending], now: float, dropped: int) -> None:
+    def _execute(self, worker: int, batch: list[Pending], now: float, dropped: int) -> None:
         requests = [p.request for p in batch]
         failed = False
         try:
@@ -288,7 +331,7 @@ class BatchScheduler:
             transcripts = [self._alone(r) for r in requests]
         end = time.monotonic()
         with self._cond:
-            self._inflight = []  # answered below: a crash from here on must not rerun them
+            self._inflight[worker] = []  # answered below: a crash from here on must not rerun them
             finals = sum(r.priority is Priority.FINAL for r in requests)
             self._busy.append((now, end, finals / len(requests)))
             while self._busy and self._busy[0][1] < end - 60:
@@ -297,7 +340,7 @@ class BatchScheduler:
                 self._partial_busy.append((now, end))
         report = BatchReport(
             size=len(batch),
-            finals=sum(r.priority is Priority.FINAL for r in requests),
+            finals=finals,
             partials=sum(r.priority is Priority.PARTIAL for r in requests),
             files=sum(r.priority is Priority.FILE for r in requests),
             seconds=end - now,
@@ -330,33 +373,38 @@ class BatchScheduler:
                 return
 
     # -- watchdog -------------------------------------------------------------------------
+    def _dead_workers(self) -> list[int]:
+        return [i for i, t in enumerate(self._threads) if t is not None and not t.is_alive()]
+
     def _watch(self) -> None:
-        """Restart the engine thread whenever it dies, with backoff, until ``stop``."""
+        """Restart engine threads that die, with backoff, until ``stop``."""
         delay = self.restart_delay_s
-        while True:
-            thread = self._thread
-            assert thread is not None
-            started = time.monotonic()
-            thread.join()
-            with self._cond:
+        last_restart = time.monotonic()
+        with self._cond:
+            while True:
+                # A dying thread notifies before it is quite dead: poll as well.
+                while not self._stopping and not self._dead_workers():
+                    self._cond.wait(0.1)
                 if self._stopping:
                     return
-                if time.monotonic() - started > 60:
+                if time.monotonic() - last_restart > 60:
                     delay = self.restart_delay_s  # it had been healthy: not a crash loop
                 log.error("engine thread is dead; restarting it in %.1f s", delay)
                 self._cond.wait_for(lambda: self._stopping, delay)
                 if self._stopping:
                     return
-                self._recover()
-                self.restarts += 1
-                self._spawn()
-            delay = min(delay * 2, 30.0)
+                for worker in self._dead_workers():
+                    self._recover(worker)
+                    self.restarts += 1
+                    self._spawn(worker)
+                last_restart = time.monotonic()
+                delay = min(delay * 2, 30.0)
 
-    def _recover(self) -> None:
-        """Requeue the batch the dead thread was running (no accepted work is lost); a
+    def _recover(self, worker: int) -> None:
+        """Requeue the batch a dead thread was running (no accepted work is lost); a
         request that was in two fatal batches gets an error instead (poison). Partials
         are dropped: a newer one will come."""
-        batch, self._inflight = self._inflight, []
+        batch, self._inflight[worker] = self._inflight[worker], []
         failed = []
         for pending in reversed(batch):
             pending.attempts += 1
@@ -368,6 +416,11 @@ class BatchScheduler:
             elif request.priority is Priority.FILE:
                 self._queues.files.appendleft(pending)
         self._answer(failed)
+
+
+def _is_partial_batch(batch: list[Pending]) -> bool:
+    priorities = {p.request.priority for p in batch}
+    return Priority.PARTIAL in priorities and Priority.FINAL not in priorities
 
 
 ENGINE_ERROR = "the engine failed on this audio; it could not be transcribed"

@@ -87,6 +87,7 @@ class _Worker:
     engine: Engine
     """The model, wrapped by ``faults.with_faults`` (a test hook, off unless set)."""
     device: str
+    workers: int
     vad: SileroVad
 
 
@@ -102,7 +103,12 @@ def run_worker(config: JobsConfig, engine_config: EngineConfig, *, loglevel: str
     engine = WhisperEngine(engine_config)
     engine.warm_up()
     _worker = _Worker(
-        config, RedisJobStore(config.backend), with_faults(engine), engine.device, SileroVad()
+        config,
+        RedisJobStore(config.backend),
+        with_faults(engine),
+        engine.device,
+        engine.workers,
+        SileroVad(),
     )
     app = make_celery(config)
     app.task(name=TASK, bind=True, max_retries=None)(transcribe_job)
@@ -163,14 +169,14 @@ async def _attempt(job: Job) -> Job:
 
     assert _worker is not None
     config = _worker.config
-    policy = default_policy(_worker.device)
-    scheduler = BatchScheduler(_worker.engine, policy)
+    policy = default_policy(_worker.device, workers=_worker.workers)
+    scheduler = BatchScheduler(_worker.engine, policy, workers=_worker.workers)
     scheduler.start(asyncio.get_running_loop())
     try:
         transcriber = FileTranscriber(
             scheduler,
             _worker.vad,
-            in_flight=policy.max_batch,
+            in_flight=policy.max_batch * _worker.workers,
             max_seconds=config.max_duration_s,
         )
         return await run_attempt(job, _worker.store, transcriber, config)

@@ -1,13 +1,14 @@
 """The server a load runs against: one given by URL, or one started here per config.
 
 The named configs are what the benchmarks compare; "plain" is how a straightforward
-Whisper server works: one utterance at a time, always a padded 30 s window, partials
-at a fixed 0.5 s cadence.
+Whisper server works: one model on all cores, one utterance at a time, always a padded
+30 s window, partials at a fixed 0.5 s cadence.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,11 +18,15 @@ from typing import Any
 from earshot.loadtest.metrics import http_base, readyz
 from earshot.server_process import ServerProcess
 
+ONE_REPLICA = ("--engine-workers", "1", "--cpu-threads", str(os.cpu_count() or 1))
+"""One model replica on every core, as a plain faster-whisper ``WhisperModel`` runs."""
+
 CONFIGS: dict[str, tuple[str, ...]] = {
     "earshot": (),
     "max-batch-1": ("--max-batch", "1"),
     "full-window": ("--full-window",),
-    "plain": ("--max-batch", "1", "--full-window", "--partial-interval", "0.5"),
+    "one-replica": ONE_REPLICA,
+    "plain": (*ONE_REPLICA, "--max-batch", "1", "--full-window", "--partial-interval", "0.5"),
 }
 
 

@@ -53,6 +53,7 @@ class SchedulerView(Protocol):
     """What the gauges read from the scheduler (``BatchScheduler`` fits)."""
 
     listeners: list[Callable[[BatchReport], None]]
+    workers: int
 
     def queue_depths(self) -> dict[str, int]: ...
     def oldest_final_wait(self) -> float: ...
@@ -118,11 +119,18 @@ class Metrics:
         )
         self.busy_ratio = Gauge(
             "earshot_engine_busy_ratio",
-            "Share of the last 10 s the engine spent transcribing",
+            "Share of the last 10 s the engine's workers spent transcribing",
             registry=r,
         )
         self.busy_s = Counter(
-            "earshot_engine_busy_seconds", "Time spent in engine calls", registry=r
+            "earshot_engine_busy_seconds",
+            "Time spent in engine calls, summed over workers",
+            registry=r,
+        )
+        self.workers = Gauge(
+            "earshot_engine_workers",
+            "Engine threads (model replicas) transcribing side by side",
+            registry=r,
         )
         self.batch_size = Histogram(
             "earshot_engine_batch_size",
@@ -197,6 +205,7 @@ class Metrics:
             self.queue_depth.labels(priority).set_function(_depth(scheduler, priority))
         self.oldest_final_wait.set_function(scheduler.oldest_final_wait)
         self.busy_ratio.set_function(scheduler.busy_ratio)
+        self.workers.set(scheduler.workers)
         self.sessions_active.set_function(active_sessions)
         scheduler.listeners.append(self.on_batch)
 

@@ -28,6 +28,7 @@ BATCH_SIZE = "earshot_engine_batch_size"
 BUSY_SECONDS = "earshot_engine_busy_seconds_total"
 FINAL_LATENCY = "earshot_final_latency_seconds"
 STALE_PARTIALS = "earshot_engine_stale_partials_dropped_total"
+WORKERS = "earshot_engine_workers"
 
 
 def http_base(url: str) -> str:
@@ -107,7 +108,7 @@ class ServerView:
 
     batch_size_mean: float | None = None
     engine_busy_ratio: float | None = None
-    """Share of the step's wall time the engine spent transcribing."""
+    """Share of the step's wall time the engine's workers spent transcribing."""
     server_final_p50: float | None = None
     server_final_p95: float | None = None
     """Final requested → sent, inside the server (final latency minus endpointing)."""
@@ -121,10 +122,11 @@ def server_view(before: Samples | None, after: Samples | None, wall_s: float) ->
     batches = delta(before, after, BATCH_SIZE + "_count")
     requests = delta(before, after, BATCH_SIZE + "_sum")
     busy = delta(before, after, BUSY_SECONDS)
+    capacity = wall_s * (total(after, WORKERS) or 1)
     stale = delta(before, after, STALE_PARTIALS)
     return ServerView(
         batch_size_mean=round(requests / batches, 3) if batches and requests else None,
-        engine_busy_ratio=round(busy / wall_s, 3) if busy is not None and wall_s else None,
+        engine_busy_ratio=round(busy / capacity, 3) if busy is not None and wall_s else None,
         server_final_p50=histogram_quantile(before, after, FINAL_LATENCY, 0.5),
         server_final_p95=histogram_quantile(before, after, FINAL_LATENCY, 0.95),
         stale_partials_dropped=None if stale is None else int(stale),

@@ -158,6 +158,6 @@ def default_policy(device: str, max_batch: int | None = None, workers: int = 1) 
         partials_with_finals=False,
         max_partials=1,
         # One worker: partials leave it idle half the time so a final finds it free.
-        # More: the scheduler keeps a worker for finals anyway (see scheduler.py).
+        # More: the scheduler keeps a worker free for finals anyway (see scheduler.py).
         max_partial_share=0.5 if workers == 1 else 1.0,
     )

@@ -23,8 +23,8 @@ alone and partials only use idle time. Same code, different settings.
 
 ``workers`` engine threads take batches at once (the engine holds that many model
 replicas; on a CPU, one single-threaded replica per core beats one replica on all
-cores). A running decode can't be interrupted, so with several workers at most
-``workers - 1`` run partials at once: one is always left for the next final.
+cores). A running decode can't be interrupted, so with several workers a partial only
+starts while it leaves a worker free: the next final always finds one.
 """
 
 from __future__ import annotations
@@ -144,8 +144,8 @@ class BatchScheduler:
         self._queues = Queues()
         self._cond = threading.Condition()
         self._threads: list[threading.Thread | None] = [None] * self.workers
-        self._partial_batches = 0
-        """Batches of partials (no final) running now: at most ``workers - 1`` if > 1."""
+        self._running = 0
+        """Batches the workers are running now."""
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._busy: deque[tuple[float, float, float]] = deque()
@@ -277,24 +277,24 @@ class BatchScheduler:
                 if taken is None:
                     return
                 batch, now, dropped = taken
-                partial_batch = _is_partial_batch(batch)
-                self._partial_batches += partial_batch
+                self._running += 1
                 self._inflight[worker] = batch
             try:
                 if batch:
                     self._execute(worker, batch, now, dropped)
             finally:
-                if partial_batch:
-                    with self._cond:
-                        self._partial_batches -= 1
-                        self._cond.notify_all()  # a worker kept for finals may take partials
+                with self._cond:
+                    self._running -= 1
+                    self._cond.notify_all()  # partials may start again
 
     def _take(self) -> tuple[list[Pending], float, int] | None:
         """Wait for the next batch this worker may run; None once stopped and drained
         (lock held)."""
         while True:
             queues = self._queues
-            partials = self.workers == 1 or self._partial_batches < self.workers - 1
+            # With several workers a partial starts only if a worker stays free for the
+            # next final: finals never wait behind partials, only behind other finals.
+            partials = self.workers == 1 or self._running + 1 < self.workers
             if not (queues.finals or queues.files or (partials and queues.partials)):
                 if self._stopping and not queues:
                     return None
@@ -416,11 +416,6 @@ class BatchScheduler:
             elif request.priority is Priority.FILE:
                 self._queues.files.appendleft(pending)
         self._answer(failed)
-
-
-def _is_partial_batch(batch: list[Pending]) -> bool:
-    priorities = {p.request.priority for p in batch}
-    return Priority.PARTIAL in priorities and Priority.FINAL not in priorities
 
 
 ENGINE_ERROR = "the engine failed on this audio; it could not be transcribed"

@@ -1,5 +1,7 @@
 from dataclasses import dataclass
 
+import pytest
+
 from earshot.admission import AdmissionController
 from earshot.config import AdmissionConfig
 
@@ -39,3 +41,45 @@ def test_partials_filling_idle_time_do_not_count_as_load() -> None:
 def test_finals_using_most_of_the_engine_mean_overload() -> None:
     controller = AdmissionController(AdmissionConfig(), Load(busy=0.8, busy_all=1.0), active=3)
     assert controller.refusal() is not None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_cost_of_a_session_is_learned_only_from_a_steady_window() -> None:
+    load, clock = Load(busy=0.2), Clock()
+    controller = AdmissionController(AdmissionConfig(), load, clock=clock)
+    for _ in range(4):
+        controller.opened()
+    clock.now += 5  # sessions came 5 s ago: the window still holds the time before
+    assert controller.refusal() is None and controller.per_session is None
+    clock.now += 6
+    assert controller.refusal() is None
+    assert controller.per_session == pytest.approx(0.05)
+    controller.closed()  # a burst ends: the busy window still shows it, nothing is learned
+    load.busy = 0.6
+    clock.now += 1
+    assert controller.refusal() is None and controller.per_session == pytest.approx(0.05)
+
+
+def test_a_burst_of_new_sessions_is_refused_by_what_each_one_costs() -> None:
+    load, clock = Load(busy=0.25), Clock()
+    controller = AdmissionController(AdmissionConfig(max_busy_ratio=0.75), load, clock=clock)
+    for _ in range(5):
+        controller.opened()
+    clock.now += 11
+    for _ in range(5):
+        controller.closed()  # learned 0.05 per session; then everyone left
+    load.busy = 0.0
+    admitted = 0
+    while controller.refusal() is None:  # a crowd connecting at once, before any speech
+        controller.opened()
+        admitted += 1
+    assert admitted == 15  # 15 x 0.05 fills the 0.75 limit; a 16th would pass it
+    refusal = controller.refusal()
+    assert refusal and "overloaded" in refusal

@@ -1,19 +1,32 @@
 """Admission control: refuse a new session (close 1013) rather than let every session
 fall behind real time.
 
-A session is refused when the configured cap is reached, or when the engine is
-already saturated: a final has waited longer than ``max_final_delay_s``, or finals
-kept the engine busy more than ``max_busy_ratio`` of the recent window. Partials don't count:
-they fill idle engine time by design, so only the finals' share of engine time
-measures whether we keep up.
+A session is refused when the configured cap is reached, or when the engine has no
+room for it:
+
+- a final has waited longer than ``max_final_delay_s``;
+- finals kept the engine busy more than ``max_busy_ratio`` of the recent window;
+- one more session would take the finals past ``max_busy_ratio``, by what a session
+  cost while the session count last held still for a whole window. This is what
+  refuses the 17th of 48 streams that connect at once, before any of them has spoken.
+
+Partials don't count: they fill idle engine time by design, so only the finals' share
+of engine time measures whether we keep up.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from earshot.config import AdmissionConfig
+
+LOAD_WINDOW_S = 10.0
+"""The engine-time window admission reads; a session count must hold this long to be
+learned from."""
 
 
 class LoadSource(Protocol):
@@ -26,6 +39,21 @@ class AdmissionController:
     config: AdmissionConfig
     load: LoadSource
     active: int = 0
+    clock: Callable[[], float] = time.monotonic
+    per_session: float | None = None
+    """Finals' share of engine time per session, learned while ``active`` held still for
+    a whole window (so sessions that just came or went don't skew it); None until then."""
+    _changed: float = field(default=-math.inf, init=False)
+
+    def opened(self) -> None:
+        self._learn()
+        self.active += 1
+        self._changed = self.clock()
+
+    def closed(self) -> None:
+        self._learn()
+        self.active -= 1
+        self._changed = self.clock()
 
     def refusal(self) -> str | None:
         """Why a new session can't be served now, or None to accept it."""
@@ -34,6 +62,14 @@ class AdmissionController:
         wait = self.load.oldest_final_wait()
         if wait > self.config.max_final_delay_s:
             return f"engine overloaded: finals waiting {wait:.1f} s"
-        if self.active and self.load.busy_ratio(finals_only=True) > self.config.max_busy_ratio:
+        self._learn()
+        busy = self.load.busy_ratio(LOAD_WINDOW_S, finals_only=True) if self.active else 0.0
+        projected = (self.active + 1) * (self.per_session or 0.0)
+        if max(busy, projected) > self.config.max_busy_ratio:
             return "engine overloaded: no spare capacity for another real-time stream"
         return None
+
+    def _learn(self) -> None:
+        if self.active and self.clock() - self._changed >= LOAD_WINDOW_S:
+            busy = self.load.busy_ratio(LOAD_WINDOW_S, finals_only=True)
+            self.per_session = busy / self.active

@@ -205,7 +205,7 @@ async def _listen(websocket: WebSocket, runtime: Runtime, options: protocol.Sess
         return
     session = StreamSession(options, runtime.vad.stream(), tuning=runtime.tuning)
     connection = Connection(websocket, runtime, session)
-    runtime.admission.active += 1
+    runtime.admission.opened()
     runtime.sessions.add(session.id)
     runtime.drainers[session.id] = connection.drain
     connection.send(
@@ -225,7 +225,7 @@ async def _listen(websocket: WebSocket, runtime: Runtime, options: protocol.Sess
     finally:
         connection.alive = False
         connection.observer.closed()
-        runtime.admission.active -= 1
+        runtime.admission.closed()
         runtime.sessions.discard(session.id)
         runtime.drainers.pop(session.id, None)
         if not sender.done():

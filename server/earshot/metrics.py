@@ -75,7 +75,7 @@ class _JobsCollector(Collector):
 
 
 class Metrics:
-    """Every collector of one server. Thread-safe: the engine thread reports batches."""
+    """Every collector of one server. Thread-safe: engine threads report batches."""
 
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self.clock = clock

@@ -1,8 +1,8 @@
-"""The central batching loop: one engine thread serving every session and job.
+"""The central batching loop: engine threads serving every session and job.
 
 Theory of operation
 -------------------
-Sessions ``submit`` requests from the asyncio loop; the engine thread takes batches
+Sessions ``submit`` requests from the asyncio loop; engine threads take batches
 and calls the engine off the loop, so the loop never blocks on the model. Results go
 back through ``loop.call_soon_threadsafe`` to the callback given with each request.
 

@@ -28,9 +28,8 @@ def open_jobs(config: JobsConfig, runtime: Runtime) -> JobService:
     from earshot.jobs.service import JobService
 
     policy = runtime.scheduler.policy
-    # On a CPU one batch already fills every core: one file segment at a time, in pauses
-    # of live traffic, keeps a final from waiting behind file work. On a GPU batches
-    # are nearly free.
+    # On a CPU, one file segment at a time, in pauses of live traffic, keeps a final
+    # from waiting behind file work. On a GPU batches are nearly free.
     gpu = runtime.engine.device == "cuda"
     in_flight = config.segments_in_flight or (policy.max_batch if gpu else 1)
     live_yield_s = config.live_yield_s if config.live_yield_s is not None else 0.0 if gpu else 1.5

@@ -290,3 +290,19 @@ def test_a_worker_kept_for_finals_leaves_partials_queued() -> None:
     q = queues(p, f)
     assert select_batch(q, GPU, now=0.1, partials=False) == ([f], 0)
     assert list(q.partials.values()) == [p]
+
+
+@pytest.mark.asyncio
+async def test_queued_finals_are_shared_out_among_idle_workers() -> None:
+    engine = RecordingEngine()
+    engine.gate.clear()  # hold the first calls until every final is queued
+    scheduler = BatchScheduler(engine, CPU, workers=2)
+    finals = [request(Priority.FINAL, owner=f"f{i}") for i in range(4)]
+    for f in finals:
+        scheduler.submit(f, lambda r, t: None)
+    scheduler.start(asyncio.get_running_loop())
+    await asyncio.sleep(0.1)
+    engine.gate.set()
+    await asyncio.sleep(0.2)
+    scheduler.stop()
+    assert sorted(len(b) for b in engine.batches) == [2, 2]  # not one batch of 4

@@ -30,6 +30,7 @@ starts while it leaves a worker free: the next final always finds one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -306,8 +307,17 @@ class BatchScheduler:
                 self._cond.wait(PARTIAL_BACKOFF_S)  # a final may come: keep room for it
                 continue
             now = time.monotonic()
-            batch, dropped = select_batch(queues, self.policy, now, partials=partials)
+            batch, dropped = select_batch(queues, self._policy_now(), now, partials=partials)
             return batch, now, dropped
+
+    def _policy_now(self) -> SchedulingPolicy:
+        """Queued finals shared out among the idle workers instead of all going to the
+        first one (two finals on two cores beat a batch of two on one; lock held)."""
+        idle = self.workers - self._running
+        if idle <= 1 or len(self._queues.finals) <= 1:
+            return self.policy
+        share = -(-len(self._queues.finals) // idle)
+        return dataclasses.replace(self.policy, max_batch=min(self.policy.max_batch, share))
 
     def _partials_throttled(self, now: float) -> bool:
         """Only partials wait, and they had their share of the engine lately (lock held)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -225,6 +226,13 @@ class TimingEngine:
         return [Transcript(text=f"t{r.utterance}", language="en") for r in requests]
 
 
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
 async def submit_all(
     scheduler: BatchScheduler, requests: list[TranscriptionRequest]
 ) -> dict[int, float]:
@@ -252,14 +260,14 @@ async def test_with_two_workers_a_final_never_waits_behind_a_running_partial() -
         partials = [request(Priority.PARTIAL, owner=f"p{i}") for i in range(3)]
         for p in partials:
             scheduler.submit(p, lambda r, t: None)
-        await asyncio.sleep(0.1)  # one partial holds a worker; the others must wait
+        await until(lambda: engine.running == 1)  # one partial holds a worker
+        await asyncio.sleep(0.1)  # ... and the other worker won't start a second one
         assert engine.running == 1 and scheduler.queue_depths()["partial"] == 2
         final = request(Priority.FINAL, owner="f")
         answered = await submit_all(scheduler, [final])
         assert final.id in answered and partials[0].id not in engine.spans
         engine.hold.set()
-        await asyncio.sleep(0.5)
-        assert all(p.id in engine.spans for p in partials)
+        await until(lambda: all(p.id in engine.spans for p in partials))
         assert engine.most_running == 2  # the final ran beside the partial
     finally:
         engine.hold.set()
@@ -268,7 +276,7 @@ async def test_with_two_workers_a_final_never_waits_behind_a_running_partial() -
 
 @pytest.mark.asyncio
 async def test_with_two_workers_finals_run_side_by_side() -> None:
-    engine = TimingEngine(seconds=0.2)
+    engine = TimingEngine(seconds=0.3)
     scheduler = BatchScheduler(engine, SchedulingPolicy(max_batch=1), workers=2)
     scheduler.start(asyncio.get_running_loop())
     try:
@@ -276,7 +284,7 @@ async def test_with_two_workers_finals_run_side_by_side() -> None:
         await submit_all(scheduler, finals)
         (a0, a1), (b0, b1) = (engine.spans[f.id] for f in finals)
         assert a0 < b1 and b0 < a1  # overlapping
-        assert 0.018 <= scheduler.busy_ratio() <= 0.03  # 2 x 0.2 s over 2 workers x 10 s
+        assert 0.028 <= scheduler.busy_ratio() <= 0.045  # 2 x 0.3 s over 2 workers x 10 s
     finally:
         scheduler.stop()
     assert not scheduler.alive
@@ -301,8 +309,7 @@ async def test_queued_finals_are_shared_out_among_idle_workers() -> None:
     for f in finals:
         scheduler.submit(f, lambda r, t: None)
     scheduler.start(asyncio.get_running_loop())
-    await asyncio.sleep(0.1)
+    await until(lambda: scheduler._running == 2)  # both workers took their share
     engine.gate.set()
-    await asyncio.sleep(0.2)
     scheduler.stop()
     assert sorted(len(b) for b in engine.batches) == [2, 2]  # not one batch of 4

@@ -67,6 +67,19 @@ def test_cpu_policy_runs_one_partial_at_a_time() -> None:
     assert batch == [p1] and list(q.partials.values()) == [p2]
 
 
+def test_the_shortest_partial_goes_first() -> None:
+    eight_seconds = np.zeros(16000 * 8, np.float32)  # well into a long utterance
+    long = Pending(
+        TranscriptionRequest(audio=eight_seconds, priority=Priority.PARTIAL, owner="a"),
+        lambda r, t: None,
+        0.0,
+    )
+    first = pending(Priority.PARTIAL, owner="b")  # 0.1 s: a new utterance's first words
+    q = queues(long, first)
+    assert select_batch(q, CPU, now=0.1)[0] == [first]
+    assert select_batch(q, CPU, now=0.1)[0] == [long]
+
+
 def test_batch_size_is_bounded() -> None:
     finals = [pending(Priority.FINAL, owner=str(i)) for i in range(6)]
     q = queues(*finals)

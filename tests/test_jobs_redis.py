@@ -132,7 +132,10 @@ def test_job_survives_sigkill_of_its_worker(
 ) -> None:
     url = f"{redis_server.url}/2"
     args = ("--job-lease", "2", "--job-redelivery", "4", "--job-retry-backoff", "0.2")
-    first = worker(url, "sigkill-1", *args)
+    # Slowed down (engine test hook) so that the kill lands mid-job: two replicas
+    # would otherwise finish this clip between two polls.
+    slow = {"EARSHOT_FAULT_INJECT": "delay_ms=500"}
+    first = worker(url, "sigkill-1", *args, "--engine-workers", "1", env=slow)
     try:
         with api(url, tmp_path, "sigkill") as server, JobsClient(server.http_url) as client:
             job_id = client.submit(speech[GERMAN_LONG].path)

@@ -8,7 +8,7 @@ room for it:
 - finals kept the engine busy more than ``max_busy_ratio`` of the recent window;
 - one more session would take the finals past ``max_busy_ratio``, by what a session
   cost while the session count last held still for a whole window. This is what
-  refuses the 17th of 48 streams that connect at once, before any of them has spoken.
+  refuses part of a crowd that connects at once, before any of it has spoken.
 
 Partials don't count: they fill idle engine time by design, so only the finals' share
 of engine time measures whether we keep up.

@@ -326,3 +326,13 @@ async def test_queued_finals_are_shared_out_among_idle_workers() -> None:
     engine.gate.set()
     scheduler.stop()
     assert sorted(len(b) for b in engine.batches) == [2, 2]  # not one batch of 4
+
+
+def test_languages_come_from_the_engine_or_the_caller() -> None:
+    class MultilingualEngine(RecordingEngine):
+        languages = frozenset({"en", "de"})
+
+    assert BatchScheduler(MultilingualEngine(), CPU).languages == frozenset({"en", "de"})
+    assert BatchScheduler(RecordingEngine(), CPU).languages == frozenset()
+    given = BatchScheduler(RecordingEngine(), CPU, languages=frozenset({"fr"}))
+    assert given.languages == frozenset({"fr"})

@@ -65,7 +65,9 @@ class Runtime:
         engine.warm_up()
         policy = config.scheduler or default_policy(engine.device, workers=engine.workers)
         # faults: a test hook, off unless EARSHOT_FAULT_INJECT is set
-        scheduler = BatchScheduler(with_faults(engine), policy, workers=engine.workers)
+        scheduler = BatchScheduler(
+            with_faults(engine), policy, workers=engine.workers, languages=engine.languages
+        )
         log.info(
             "model %s loaded on %s/%s; %d worker(s), batching up to %d",
             config.engine.model,

@@ -140,8 +140,18 @@ def select_batch(
 
 
 class BatchScheduler:
-    def __init__(self, engine: Engine, policy: SchedulingPolicy, *, workers: int = 1) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        policy: SchedulingPolicy,
+        *,
+        workers: int = 1,
+        languages: frozenset[str] | None = None,
+    ) -> None:
         self.engine = engine
+        self._languages = frozenset(
+            getattr(engine, "languages", ()) if languages is None else languages
+        )
         self.policy = policy
         self.workers = max(1, workers)
         self._queues = Queues()
@@ -195,6 +205,12 @@ class BatchScheduler:
                 thread.join(max(0.0, deadline - time.monotonic()))
         if self._watchdog is not None:
             self._watchdog.join(1.0)
+
+    @property
+    def languages(self) -> frozenset[str]:
+        """Language codes the engine transcribes (``languages=`` given, else the
+        engine's own ``languages``): what a client may ask for."""
+        return self._languages
 
     @property
     def alive(self) -> bool:

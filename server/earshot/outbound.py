@@ -32,8 +32,6 @@ class OutboundBuffer:
         self._slots: deque[_Slot] = deque()
         self._partials: dict[Any, _Slot] = {}
         self._live = 0
-        self.coalesced = 0
-        """Partials replaced or dropped before they were sent (for metrics and tests)."""
 
     def __len__(self) -> int:
         return self._live
@@ -45,7 +43,6 @@ class OutboundBuffer:
             queued = self._partials.get(utterance)
             if queued is not None:
                 queued.message = message
-                self.coalesced += 1
                 return True
         elif kind == "final":
             self._cancel(self._partials.pop(utterance, None))
@@ -73,13 +70,7 @@ class OutboundBuffer:
             return message
         return None
 
-    def clear(self) -> None:
-        self._slots.clear()
-        self._partials.clear()
-        self._live = 0
-
     def _cancel(self, slot: _Slot | None) -> None:
         if slot is not None and slot.message is not None:
             slot.message = None
             self._live -= 1
-            self.coalesced += 1

@@ -12,6 +12,7 @@ from tests.conftest import Clip
 
 from earshot.config import EngineConfig
 from earshot.engine import ModelLoadError, WhisperEngine
+from earshot.prompt_copy import words
 from earshot.transcript import Priority, TranscriptionRequest
 from earshot.wer import error_rate
 
@@ -110,10 +111,26 @@ def test_word_timestamps_are_ordered_and_inside_the_audio(
     assert "".join(w.word for w in words).strip() == transcript.text
 
 
-def test_prompt_is_accepted(engine: WhisperEngine, speech: dict[str, Clip]) -> None:
-    clip = speech["cmusphinx_goforward"]
-    (transcript,) = engine.transcribe([final(clip.audio(), prompt="Robot commands: go forward.")])
-    assert "forward" in transcript.text.lower()
+NUMERALS = [
+    "cmusphinx_goforward",
+    "cmusphinx_cards-001",
+    "cmusphinx_cards-003",
+]
+"""Spoken numbers ("go forward ten meters") that the base model writes as digits."""
+
+
+def test_a_prompt_changes_the_decode(engine: WhisperEngine, speech: dict[str, Clip]) -> None:
+    """Whisper writes spoken numbers as digits unless the prompt writes them as words:
+    if the prompt were dropped on the way to the decoder, digits would come back."""
+    prompt = (
+        "Numbers are written as words: one, two, three, four, five, six, seven, eight, nine, ten."
+    )
+    clips = [speech[name] for name in NUMERALS]
+    plain = engine.transcribe([final(c.audio(), language="en") for c in clips])
+    prompted = engine.transcribe([final(c.audio(), language="en", prompt=prompt) for c in clips])
+    assert any(ch.isdigit() for t in plain for ch in t.text), [t.text for t in plain]
+    assert not any(ch.isdigit() for t in prompted for ch in t.text), [t.text for t in prompted]
+    assert error_rate([c.text for c in clips], [t.text for t in prompted]) <= 0.25
 
 
 def test_missing_model_is_a_clear_error(tmp_path: object) -> None:
@@ -121,13 +138,31 @@ def test_missing_model_is_a_clear_error(tmp_path: object) -> None:
         WhisperEngine(EngineConfig(model="./no/such/model"))
 
 
-def test_a_long_prompt_with_a_short_utterance_still_decodes(
+CARD_PROMPTS = [
+    " ".join(["playing cards: ace, king, queen, jack, ten of clubs."] * 12),
+    " ".join(["playing cards: ace, king, queen, jack, ten of clubs"] * 12),
+    "The cards on the table were: ace, king, queen, jack, ten of clubs, ace, king, queen,",
+]
+"""Long prompts about cards: on some clips and CPUs the model speaks them back."""
+
+
+def test_a_decode_that_speaks_its_prompt_is_redone_without_it(
     engine: WhisperEngine, speech: dict[str, Clip]
 ) -> None:
-    """The prompt counts against CTranslate2's max_length: a long one must not starve
-    (or crash) the decode of a short utterance."""
-    clip = speech["cmusphinx_cards-001"]
-    prompt = " ".join(["playing cards: ace, king, queen, jack, ten of clubs"] * 12)
-    (transcript,) = engine.transcribe([final(clip.audio(), language="en", prompt=prompt)])
-    assert transcript.error is None
-    assert error_rate([clip.text], [transcript.text]) <= 0.5
+    """The prompt counts against CTranslate2's max_length and can be copied into the
+    output of a short utterance ("ace, king, jack, ten of clubs" for "ten of clubs"):
+    no word of a prompt may come back unless the audio says it."""
+    clips = [speech[f"cmusphinx_cards-00{n}"] for n in (1, 2, 3, 4)]
+    copies = 0
+    for prompt in CARD_PROMPTS:
+        transcripts = engine.transcribe(
+            [final(c.audio(), language="en", prompt=prompt) for c in clips]
+        )
+        copies += engine.last_stats.prompt_copies
+        for clip, transcript in zip(clips, transcripts):
+            assert transcript.error is None
+            said = set(words(clip.text)) | {"10", "4", "7", "5"}  # numerals as digits
+            unsaid = [w for w in words(transcript.text) if w in words(prompt) and w not in said]
+            assert not unsaid, f"{clip.file}: {transcript.text!r} speaks the prompt"
+        assert error_rate([c.text for c in clips], [t.text for t in transcripts]) <= 0.5
+    assert copies, "no decode copied its prompt: the guard was not exercised"

@@ -5,7 +5,9 @@ file segments) and returns one ``Transcript`` each. Inside, requests are grouped
 encoder window (see ``windows.py``) and each group goes through one batched
 ``encode`` → ``detect_language`` (only where needed) → ``generate`` → optional
 ``align`` for word timestamps. Outputs that look like runaways are re-run on the full
-30 s window; outputs that look like hallucinations are blanked with the reason.
+30 s window; outputs that look like hallucinations are blanked with the reason; a
+prompted output that speaks its prompt is replaced by the unprompted decode
+(``prompt_copy.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import ctranslate2
 import numpy as np
@@ -26,6 +28,7 @@ from faster_whisper.transcribe import merge_punctuations
 from earshot.config import EngineConfig
 from earshot.cuda_runtime import ensure_cublas12_compat
 from earshot.model_store import ModelNotFound, resolve_model
+from earshot.prompt_copy import copied_words, is_copy, may_copy
 from earshot.transcript import Priority, Transcript, TranscriptionRequest, Word
 from earshot.windows import (
     FULL_WINDOW,
@@ -57,6 +60,8 @@ class BatchStats:
     requests: int = 0
     encoder_calls: int = 0
     fallbacks: int = 0
+    prompt_copies: int = 0
+    """Prompted outputs replaced by their unprompted decode (``prompt_copy.py``)."""
     seconds: float = 0.0
 
 
@@ -226,6 +231,33 @@ class WhisperEngine:
                     window_frames=window,
                 )
             )
+        return self._without_prompt_copies(group, out, window)
+
+    def _without_prompt_copies(
+        self, group: list[TranscriptionRequest], out: list[Transcript | None], window: int
+    ) -> list[Transcript | None]:
+        """Re-decode without its prompt each output that may copy the prompt, and keep
+        the unprompted text where the prompted one has words only the prompt supports."""
+        suspects = [
+            i
+            for i, (request, transcript) in enumerate(zip(group, out))
+            if request.prompt and transcript and may_copy(transcript.text, request.prompt)
+        ]
+        if not suspects:
+            return out
+        plain = self._run_group([replace(group[i], prompt=None) for i in suspects], window)
+        for i, unprompted in zip(suspects, plain):
+            prompted, prompt = out[i], str(group[i].prompt)
+            assert prompted is not None
+            if unprompted is None:
+                out[i] = None  # a runaway without the prompt: both retry on 30 s
+            elif is_copy(prompted.text, unprompted.text, prompt):
+                self.last_stats.prompt_copies += 1
+                log.info(
+                    "decode copied its prompt (%s); kept the unprompted decode",
+                    " ".join(copied_words(prompted.text, unprompted.text, prompt)),
+                )
+                out[i] = unprompted
         return out
 
     def _languages(

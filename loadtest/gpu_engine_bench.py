@@ -1,7 +1,7 @@
 """Earshot's own engine on a GPU: batch cost through ``WhisperEngine`` and the capacity it implies.
 
-Run (model: a CTranslate2 Whisper folder; ``python -m loadtest.gpu_bench
---make-random-model DIR`` writes a random-weight large-v3-turbo-shaped one)::
+Run (model: a CTranslate2 Whisper folder; ``python -m loadtest.random_model DIR``
+writes a random-weight large-v3-turbo-shaped one)::
 
     python -m loadtest.gpu_engine_bench --model DIR --device cuda --compute-type float16 \\
         --out loadtest/results/gpu_h100_engine.json --plot loadtest/results/gpu_h100_engine.png
@@ -40,6 +40,7 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -61,12 +62,31 @@ except ImportError:  # run from a checkout without the package installed
 from earshot.scheduler import Pending, Queues, SchedulingPolicy, select_batch  # noqa: E402
 from earshot.transcript import Priority, TranscriptionRequest  # noqa: E402
 from earshot.windows import FULL_WINDOW, choose_window, token_budget  # noqa: E402
-from loadtest.gpu_bench import _gpu_name, _ints  # noqa: E402
 
 HOP = 160
 BUCKETS = (500, 1000, 1500, 2000, 3000)
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 MIN_TAIL = 100
+
+
+def _gpu_name() -> str | None:
+    """``nvidia-smi``'s name, driver and memory of the GPU(s), or None without one."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out or None
+
+
+def _ints(text: str) -> list[int]:
+    """``"1,2,4"`` -> ``[1, 2, 4]`` (for list-valued options)."""
+    return [int(x) for x in text.split(",") if x]
 
 
 # --------------------------------------------------------------------------------------
@@ -155,7 +175,7 @@ def measure_engine(
         log.append(("features", (time.perf_counter() - t) * 1000, 0))
         return out
 
-    engine._features = timed_features
+    engine._features = timed_features  # type: ignore[method-assign]  # this instance only
     rng = np.random.default_rng(seed)
     n_mels = int(engine._model.feature_extractor.mel_filters.shape[0])
 

@@ -68,7 +68,6 @@ def _run(code: str, env: dict[str, str] | None = None) -> dict[str, object]:
     full_env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO / "server"), str(REPO), full_env.get("PYTHONPATH", "")]
     )
-    full_env.pop("EARSHOT_CUBLAS12_REEXEC", None)
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
@@ -264,48 +263,6 @@ print(json.dumps({{"bare_name_loaded": ok}}))
     assert out["bare_name_loaded"] is False
 
 
-def test_symlink_dir_works_on_ld_library_path(tmp_path: Path, fake_cublas13: Path) -> None:
-    libs = cr.find_cublas13([fake_cublas13])
-    assert libs is not None
-    d = cr.make_symlink_dir(libs, tmp_path / "shim")
-    assert (d / cr.CUBLAS12).resolve() == (fake_cublas13 / cr.CUBLAS13).resolve()
-    assert cr.make_symlink_dir(libs, tmp_path / "shim") == d  # idempotent
-    out = _run(
-        _MAPS
-        + """
-import ctypes, json
-ctypes.CDLL("libcublas.so.12")
-print(json.dumps({"maps": maps("libcublas")}))
-""",
-        env={"LD_LIBRARY_PATH": str(d)},
-    )
-    assert out["maps"] == [str((fake_cublas13 / cr.CUBLAS13).resolve())] or out["maps"] == [
-        str(d / cr.CUBLAS12)
-    ]
-
-
-def test_reexec_puts_the_symlink_dir_on_ld_library_path(
-    tmp_path: Path, fake_cublas13: Path
-) -> None:
-    out = _run(
-        f"""
-import ctypes, json, os
-from pathlib import Path
-from earshot import cuda_runtime as cr
-cr.reexec_with_cublas12_path(
-    search_dirs=[{str(fake_cublas13)!r}], shim_root=Path({str(tmp_path / "shim")!r}))
-ctypes.CDLL("libcublas.so.12")
-print(json.dumps({{"mark": os.environ.get("EARSHOT_CUBLAS12_REEXEC"),
-                   "ld": os.environ.get("LD_LIBRARY_PATH", "")}}))
-""",
-        env={"EARSHOT_CACHE_DIR": str(tmp_path / "cache")},
-    )
-    if out["mark"] is None:
-        pytest.skip("this host has a real libcublas.so.12")
-    assert out["mark"] == "1"
-    assert str(out["ld"]).startswith(str(tmp_path / "shim"))
-
-
 _FAKE_LT = "int cublasLtGetVersion(void) { return 130100; }\n"
 _FAKE_CUBLAS = """
 int cublasLtGetVersion(void);
@@ -381,7 +338,7 @@ requires_cuda = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def small_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from loadtest.gpu_bench import WhisperDims, write_random_whisper_numpy
+    from loadtest.random_model import WhisperDims, write_random_whisper_numpy
 
     dims = WhisperDims(
         n_mels=80, d_model=256, heads=4, encoder_layers=2, decoder_layers=2, ffn=1024
@@ -395,7 +352,7 @@ import numpy as np
 from earshot.cuda_runtime import ensure_cublas12_compat
 shim = ensure_cublas12_compat("cuda")
 import ctranslate2
-from loadtest.gpu_bench import read_vocabulary
+from loadtest.random_model import read_vocabulary
 model_dir, compute_type = sys.argv[1], sys.argv[2]
 vocab = read_vocabulary(model_dir)
 ids = {t: i for i, t in enumerate(vocab)}

@@ -271,7 +271,7 @@ def test_a_128_mel_model_without_preprocessor_config_gets_128_mel_features(
 ) -> None:
     """A large-v3-shaped folder converted without preprocessor_config.json: the engine
     must still feed 128 mel bins (faster-whisper alone would default to 80 and fail)."""
-    from loadtest.gpu_bench import WhisperDims, write_random_whisper_numpy
+    from loadtest.random_model import WhisperDims, write_random_whisper_numpy
 
     try:
         base = Path(resolve_model("base"))

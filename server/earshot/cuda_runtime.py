@@ -33,9 +33,6 @@ process, with nothing installed and nothing re-executed:
 From then on CTranslate2's ``dlopen("libcublas.so.12")`` returns the patched copy.
 A plain symlink named ``libcublas.so.12`` is not enough in process: a symlink loaded
 by path keeps the SONAME ``libcublas.so.13``, so the bare name never matches it.
-For launchers that prefer it, :func:`reexec_with_cublas12_path` offers the other
-mechanism: a folder of symlinks put on ``LD_LIBRARY_PATH`` and an ``os.execv`` of the
-same command line.
 
 CTranslate2's wheel carries GPU code for sm_53..sm_86 plus compute_86 PTX, so on
 newer GPUs (H100 is sm_90) the driver JIT-compiles its kernels when first used.
@@ -82,10 +79,8 @@ __all__ = [
     "configure_cuda_jit_cache",
     "ensure_cublas12_compat",
     "find_cublas13",
-    "make_symlink_dir",
     "patched_cublas12_copy",
     "read_soname",
-    "reexec_with_cublas12_path",
     "write_patched_copy",
 ]
 
@@ -95,7 +90,6 @@ CUBLAS12 = "libcublas.so.12"
 CUBLAS13 = "libcublas.so.13"
 CUBLASLT13 = "libcublasLt.so.13"
 _CUDA_DRIVER = "libcuda.so.1"
-_REEXEC_MARK = "EARSHOT_CUBLAS12_REEXEC"
 _DEFAULT_JIT_CACHE_BYTES = 4 * 1024**3
 
 # Libraries we loaded; kept referenced so they are never unloaded, and so a second
@@ -312,29 +306,6 @@ def patched_cublas12_copy(libs: CublasLibraries, shim_root: Path | None = None) 
     return dst
 
 
-def make_symlink_dir(libs: CublasLibraries, shim_root: Path | None = None) -> Path:
-    """A folder holding ``libcublas.so.12`` -> cuBLAS 13 (and Lt), for LD_LIBRARY_PATH.
-
-    Lt is linked too because the dynamic loader expands ``$ORIGIN`` in cuBLAS's
-    RUNPATH from the symlink's folder, not from the target's.
-    """
-    root = shim_root if shim_root is not None else cache_root() / "cuda-compat"
-    d = root / f"ldpath-{_fingerprint(libs.cublas)}"
-    d.mkdir(parents=True, exist_ok=True)
-    links = {CUBLAS12: libs.cublas}
-    if libs.cublas_lt is not None:
-        links[CUBLASLT13] = libs.cublas_lt
-    for name, target in links.items():
-        link = d / name
-        if link.is_symlink() and Path(os.readlink(link)) == target.resolve():
-            continue
-        tmp = d / f".{name}.{os.getpid()}.tmp"
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(target.resolve())
-        os.replace(tmp, link)
-    return d
-
-
 def _wants_cuda(device: str) -> bool:
     if device == "cuda" or device.startswith("cuda:"):
         return True
@@ -380,31 +351,3 @@ def ensure_cublas12_compat(
     log.info("%s -> %s (SONAME-patched copy of %s)", CUBLAS12, copy, libs.cublas)
     _active = str(copy)
     return _active
-
-
-def reexec_with_cublas12_path(
-    argv: Sequence[str] | None = None,
-    *,
-    search_dirs: Sequence[str | Path] | None = None,
-    shim_root: Path | None = None,
-) -> None:
-    """Alternative for CLI launchers: re-run this command with a symlink folder on LD_LIBRARY_PATH.
-
-    Returns (doing nothing) when no shim is needed or possible, or when this process
-    is already the re-executed one; otherwise it does not return. Must be called
-    before anything that should not run twice.
-    """
-    if os.environ.get(_REEXEC_MARK) or _can_dlopen(CUBLAS12):
-        return
-    libs = find_cublas13(search_dirs)
-    if libs is None:
-        return
-    shim = make_symlink_dir(libs, shim_root)
-    configure_cuda_jit_cache()
-    old = os.environ.get("LD_LIBRARY_PATH", "")
-    os.environ["LD_LIBRARY_PATH"] = f"{shim}:{old}" if old else str(shim)
-    os.environ[_REEXEC_MARK] = "1"
-    args = list(argv) if argv is not None else list(sys.orig_argv)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, *args[1:]])

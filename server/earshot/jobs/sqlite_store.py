@@ -131,14 +131,6 @@ class SqliteJobStore:
             self._write(db, job)
             return job
 
-    def next_due(self) -> float | None:
-        """When the earliest queued job becomes due (for the worker's sleep)."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT MIN(not_before) FROM jobs WHERE status = 'queued'"
-            ).fetchone()
-        return row[0] if row else None
-
     def counts(self) -> dict[str, int]:
         """Jobs by status (``earshot_jobs{state}`` on ``/metrics``)."""
         with self._lock:

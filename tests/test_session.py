@@ -7,6 +7,7 @@ import pytest
 from tests.fakes import LoudnessVad, pcm16, silence, tone
 
 from earshot.audio import AudioFormatError, FrameTooLarge
+from earshot.endpointing import EndpointingConfig
 from earshot.protocol import SessionOptions
 from earshot.session import SessionTuning, StreamSession
 from earshot.transcript import Priority, Transcript, TranscriptionRequest
@@ -154,8 +155,25 @@ def test_engine_error_gives_an_error_message_and_an_empty_final() -> None:
     (final,) = [r for r in session.requests_to_engine() if r.priority is Priority.FINAL]
     session.messages_to_send()
     session.receive_transcript(final, Transcript(text="", language="", error="boom"))
-    types = [m["type"] for m in session.messages_to_send()]
-    assert types == ["error", "final"]
+    error, message = session.messages_to_send()
+    assert error == {"type": "error", "code": "engine_error", "message": "boom", "utterance": 0}
+    assert message["type"] == "final" and message["text"] == "" and message["utterance"] == 0
+
+
+def test_engine_errors_come_in_utterance_order_with_the_finals() -> None:
+    session = make()
+    feed(session, np.concatenate([tone(1), silence(1), tone(1), silence(1), tone(1), silence(1)]))
+    finals = finals_of(session.requests_to_engine())
+    assert [f.utterance for f in finals] == [0, 1, 2]
+    session.messages_to_send()
+    # The engine answers out of order and fails utterance 1: its error must not jump
+    # ahead of utterance 0's final, nor trail utterance 2's.
+    session.receive_transcript(finals[2], Transcript(text="third", language="en"))
+    session.receive_transcript(finals[1], Transcript(text="", language="", error="boom"))
+    assert session.messages_to_send() == []
+    session.receive_transcript(finals[0], Transcript(text="first", language="en"))
+    out = [(m["type"], m["utterance"]) for m in session.messages_to_send()]
+    assert out == [("final", 0), ("error", 1), ("final", 1), ("final", 2)]
 
 
 def test_word_timestamps_are_shifted_to_the_stream_clock() -> None:
@@ -273,7 +291,9 @@ def test_finalize_during_a_pause_does_not_reuse_a_shorter_early_final() -> None:
 
 def test_speculation_can_be_turned_off() -> None:
     session = StreamSession(
-        SessionOptions(), LoudnessVad(), tuning=SessionTuning(speculate_after_s=None)
+        SessionOptions(),
+        LoudnessVad(),
+        tuning=SessionTuning(endpointing=EndpointingConfig(speculate_after_s=None)),
     )
     feed(session, np.concatenate([tone(1.5), silence(0.3)]))
     assert finals_of(session.requests_to_engine()) == []

@@ -158,7 +158,7 @@ def test_random_clients_never_break_the_session_invariants(
     for f in finals:
         assert 0 <= f["start"] <= f["end"] <= session.audio_seconds + 1e-3
     # Bounded work: no request is longer than an utterance may be (plus pre-roll).
-    limit = options.max_utterance_s + session.tuning.preroll_s + 0.1
+    limit = options.max_utterance_s + session.endpointing.preroll_s + 0.1
     assert all(0 < r.duration <= limit for r in driver.requests.values())
     # No text on silence: without voice nothing is started, requested or said, and the
     # engine never gets an utterance that holds no voice at all.

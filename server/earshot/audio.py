@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
-from earshot.config import SAMPLE_RATE
+from earshot.transcript import SAMPLE_RATE
 
 ENCODINGS: dict[str, np.dtype] = {
     "pcm_s16le": np.dtype("<i2"),

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 ``UtteranceSegmenter`` is a table-driven state machine fed one VAD probability per
 512-sample frame (32 ms). Each frame is classified ``VOICE`` (p ≥ threshold),
-``SILENT`` (p < threshold − 0.15: hysteresis, as in Silero's own iterator) or
+``SILENT`` (p < threshold − hysteresis, as in Silero's own iterator) or
 ``UNSURE`` (between), and ``_TRANSITIONS[(state, frame_kind)]`` names the handler
 that decides the next state:
 
@@ -28,7 +28,17 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from earshot.transcript import SAMPLE_RATE
 from earshot.vad import FRAME_SAMPLES
+
+FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
+"""One VAD frame: 32 ms."""
+
+ENDPOINTING_MS_RANGE = (100, 10_000)
+"""What a client may ask for as ``endpointing_ms``."""
+MAX_UTTERANCE_S_RANGE = (1.0, 29.0)
+"""What a client may ask for as ``max_utterance_s``: Whisper decodes at most 30 s at
+once, and pre-/post-roll must still fit."""
 
 
 class State(enum.Enum):
@@ -44,17 +54,80 @@ class Frame(enum.Enum):
     SILENT = "silent"
 
 
+def _samples(seconds: float) -> int:
+    return round(seconds * SAMPLE_RATE)
+
+
 @dataclass(frozen=True)
-class SegmenterConfig:
+class EndpointingConfig:
+    """Every endpointing setting, for live streams (``SessionTuning.endpointing``, with
+    the client's ``endpointing_ms``/``max_utterance_s``) and files (``file_segments``).
+
+    Durations are in seconds (``endpointing_ms``: milliseconds, as on the wire); the
+    segmenter works in samples of the 16 kHz stream clock (the ``*_samples`` properties).
+    """
+
     threshold: float = 0.5
-    endpointing_samples: int = 8000
-    max_utterance_samples: int = 15 * 16000
-    min_speech_samples: int = 5 * FRAME_SAMPLES
+    """VAD probability from which a frame is voice."""
+    hysteresis: float = 0.15
+    """Below ``threshold - hysteresis`` a frame is silent; between, unsure (as in
+    Silero's own iterator): unsure frames keep an utterance open but start none."""
+    endpointing_ms: int = 500
+    """Silence after the last voiced frame that ends an utterance (client-settable)."""
+    max_utterance_s: float = 15.0
+    """Longer utterances are cut, and a new one starts at the cut (client-settable)."""
+    min_speech_s: float = 5 * FRAME_S
     """Voiced audio needed before an onset counts as speech (160 ms)."""
-    onset_gap_samples: int = 4 * FRAME_SAMPLES
-    """Silence that abandons a tentative onset."""
-    preroll_samples: int = 4800
-    postroll_samples: int = 3200
+    onset_gap_s: float = 4 * FRAME_S
+    """Silence that abandons a tentative onset (128 ms)."""
+    preroll_s: float = 0.3
+    """An utterance starts this long before its first voiced frame: first words intact."""
+    postroll_s: float = 0.2
+    """... and ends this long after its last voiced frame."""
+    speculate_after_s: float | None = 0.25
+    """Live streams: pause after which the final is requested early, so decoding overlaps
+    the rest of the endpointing wait (None: never). It must exceed ``postroll_s``, so the
+    speculative audio is exactly what the final would cover."""
+
+    def __post_init__(self) -> None:
+        if self.speculate_after_s is not None and self.speculate_after_s <= self.postroll_s:
+            raise ValueError("speculate_after_s must exceed postroll_s")
+
+    @property
+    def endpointing_samples(self) -> int:
+        return _samples(self.endpointing_ms / 1000)
+
+    @property
+    def max_utterance_samples(self) -> int:
+        return _samples(self.max_utterance_s)
+
+    @property
+    def min_speech_samples(self) -> int:
+        return _samples(self.min_speech_s)
+
+    @property
+    def onset_gap_samples(self) -> int:
+        return _samples(self.onset_gap_s)
+
+    @property
+    def preroll_samples(self) -> int:
+        return _samples(self.preroll_s)
+
+    @property
+    def postroll_samples(self) -> int:
+        return _samples(self.postroll_s)
+
+    @property
+    def max_onset_samples(self) -> int:
+        """Longest an onset stays tentative: from where it may start (its first voiced
+        frame, or the cut that ended the previous utterance) to the end of the frame that
+        confirms it. At worst each of the ``min_speech`` voiced frames (at least 2: the
+        first only opens the onset) comes after a gap one frame short of ``onset_gap``
+        (a full gap abandons the onset). A stream keeps this much audio, plus the
+        pre-roll, between utterances: the next one may still reach back into it."""
+        voiced = max(2, -(-self.min_speech_samples // FRAME_SAMPLES))
+        gap = max(0, -(-self.onset_gap_samples // FRAME_SAMPLES) - 1)
+        return voiced * (gap + 1) * FRAME_SAMPLES
 
 
 @dataclass(frozen=True)
@@ -73,8 +146,16 @@ Boundary = UtteranceStart | UtteranceEnd
 
 
 class UtteranceSegmenter:
-    def __init__(self, config: SegmenterConfig) -> None:
+    def __init__(self, config: EndpointingConfig) -> None:
         self.config = config
+        self._threshold = config.threshold
+        self._silent_below = config.threshold - config.hysteresis
+        self._endpointing = config.endpointing_samples
+        self._max_utterance = config.max_utterance_samples
+        self._min_speech = config.min_speech_samples
+        self._onset_gap = config.onset_gap_samples
+        self._preroll = config.preroll_samples
+        self._postroll = config.postroll_samples
         self.state = State.SILENCE
         self.position = 0
         """Samples classified so far (end of the last frame)."""
@@ -88,11 +169,10 @@ class UtteranceSegmenter:
 
     def feed(self, probabilities: list[float] | tuple[float, ...]) -> list[Boundary]:
         """Advance by one frame per probability; return the boundaries crossed."""
-        threshold = self.config.threshold
         for p in probabilities:
-            if p >= threshold:
+            if p >= self._threshold:
                 kind = Frame.VOICE
-            elif p < threshold - 0.15:
+            elif p < self._silent_below:
                 kind = Frame.SILENT
             else:
                 kind = Frame.UNSURE
@@ -109,10 +189,6 @@ class UtteranceSegmenter:
         self._voiced = 0
         return self.drain()
 
-    @property
-    def in_utterance(self) -> bool:
-        return self.state in (State.SPEECH, State.TRAILING)
-
     def likely_end(self, min_silence: int) -> int | None:
         """Where the open utterance will end if the current pause turns out to be its
         endpoint, once the pause is ``min_silence`` samples long; None otherwise."""
@@ -120,7 +196,7 @@ class UtteranceSegmenter:
             return None
         if self.position - self._last_voice_end < min_silence:
             return None
-        return min(self.position, self._last_voice_end + self.config.postroll_samples)
+        return min(self.position, self._last_voice_end + self._postroll)
 
     def drain(self) -> list[Boundary]:
         events, self._events = self._events, []
@@ -139,14 +215,14 @@ class UtteranceSegmenter:
     def _onset_voice(self, frame_start: int) -> State:
         self._voiced += FRAME_SAMPLES
         self._last_voice_end = self.position
-        if self._voiced < self.config.min_speech_samples:
+        if self._voiced < self._min_speech:
             return State.ONSET
-        self._utterance_start = max(self._last_end, self._onset - self.config.preroll_samples)
+        self._utterance_start = max(self._last_end, self._onset - self._preroll)
         self._events.append(UtteranceStart(self._utterance_start))
         return State.SPEECH
 
     def _onset_quiet(self, frame_start: int) -> State:
-        if self.position - self._last_voice_end >= self.config.onset_gap_samples:
+        if self.position - self._last_voice_end >= self._onset_gap:
             return State.SILENCE
         return State.ONSET
 
@@ -158,13 +234,13 @@ class UtteranceSegmenter:
         return self._check_cut(State.TRAILING)
 
     def _trailing_quiet(self, frame_start: int) -> State:
-        if self.position - self._last_voice_end >= self.config.endpointing_samples:
-            self._end(min(self.position, self._last_voice_end + self.config.postroll_samples))
+        if self.position - self._last_voice_end >= self._endpointing:
+            self._end(min(self.position, self._last_voice_end + self._postroll))
             return State.SILENCE
         return self._check_cut(State.TRAILING)
 
     def _check_cut(self, next_state: State) -> State:
-        if self.position - self._utterance_start < self.config.max_utterance_samples:
+        if self.position - self._utterance_start < self._max_utterance:
             return next_state
         self._end(self.position, cut=True)
         self._voiced = 0

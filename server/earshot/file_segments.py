@@ -9,9 +9,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from earshot.config import SAMPLE_RATE
-from earshot.endpointing import SegmenterConfig, UtteranceEnd, UtteranceSegmenter, UtteranceStart
+from earshot.endpointing import EndpointingConfig, UtteranceEnd, UtteranceSegmenter, UtteranceStart
+from earshot.transcript import SAMPLE_RATE
 from earshot.vad import VoiceDetector
+
+FILE_ENDPOINTING = EndpointingConfig(
+    endpointing_ms=400, max_utterance_s=25.0, speculate_after_s=None
+)
+"""Files split on a 400 ms pause, into segments of at most 25 s (within Whisper's 30 s
+window); otherwise the live defaults. No speculative finals: there is no live stream."""
 
 
 @dataclass(frozen=True)
@@ -32,17 +38,10 @@ class Segment:
 def split_speech(
     audio: np.ndarray,
     vad: VoiceDetector,
-    *,
-    endpointing_s: float = 0.4,
-    max_segment_s: float = 25.0,
+    config: EndpointingConfig = FILE_ENDPOINTING,
 ) -> list[Segment]:
     """Speech segments of ``audio`` (16 kHz float32); silence is never sent to Whisper."""
-    segmenter = UtteranceSegmenter(
-        SegmenterConfig(
-            endpointing_samples=int(endpointing_s * SAMPLE_RATE),
-            max_utterance_samples=int(max_segment_s * SAMPLE_RATE),
-        )
-    )
+    segmenter = UtteranceSegmenter(config)
     boundaries = segmenter.feed(vad.process(audio).tolist())
     boundaries += segmenter.end_now(len(audio))
     segments: list[Segment] = []

@@ -12,6 +12,7 @@ from typing import Any
 import msgpack
 
 from earshot.audio import ENCODINGS
+from earshot.endpointing import ENDPOINTING_MS_RANGE, MAX_UTTERANCE_S_RANGE, EndpointingConfig
 
 # Close codes.
 NORMAL = 1000
@@ -47,8 +48,8 @@ class SessionOptions:
     interim_results: bool = True
     word_timestamps: bool = False
     format: str = "json"
-    endpointing_ms: int = 500
-    max_utterance_s: float = 15.0
+    endpointing_ms: int = EndpointingConfig.endpointing_ms
+    max_utterance_s: float = EndpointingConfig.max_utterance_s
     prompt: str | None = None
     token: str | None = None
 
@@ -114,9 +115,13 @@ def parse_options(
             raise ParameterError("format", "must be json or msgpack")
         options["format"] = query["format"]
     if "endpointing_ms" in query:
-        options["endpointing_ms"] = _integer("endpointing_ms", query["endpointing_ms"], 100, 10000)
+        options["endpointing_ms"] = _integer(
+            "endpointing_ms", query["endpointing_ms"], *ENDPOINTING_MS_RANGE
+        )
     if "max_utterance_s" in query:
-        options["max_utterance_s"] = _number("max_utterance_s", query["max_utterance_s"], 1.0, 29.0)
+        options["max_utterance_s"] = _number(
+            "max_utterance_s", query["max_utterance_s"], *MAX_UTTERANCE_S_RANGE
+        )
     if "prompt" in query:
         if len(query["prompt"]) > 1000:
             raise ParameterError("prompt", "longer than 1000 characters")
@@ -159,5 +164,10 @@ def encode_message(message: Mapping[str, Any], fmt: str) -> str | bytes:
     return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
 
 
-def error_message(code: str, message: str) -> dict[str, str]:
-    return {"type": "error", "code": code, "message": message}
+def error_message(code: str, message: str, *, utterance: int | None = None) -> dict[str, Any]:
+    """``utterance``: the one an ``engine_error`` belongs to (it comes right before that
+    utterance's final); None for errors about the whole stream."""
+    error: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if utterance is not None:
+        error["utterance"] = utterance
+    return error

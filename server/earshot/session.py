@@ -21,22 +21,21 @@ session sends ``closed`` once every final is out.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from earshot.audio import AudioFormat, PcmDecoder
-from earshot.config import SAMPLE_RATE
 from earshot.endpointing import (
-    SegmenterConfig,
+    EndpointingConfig,
     State,
     UtteranceEnd,
     UtteranceSegmenter,
     UtteranceStart,
 )
-from earshot.protocol import SessionOptions
-from earshot.transcript import Priority, Transcript, TranscriptionRequest
+from earshot.protocol import SessionOptions, error_message
+from earshot.transcript import SAMPLE_RATE, Priority, Transcript, TranscriptionRequest
 from earshot.vad import VoiceDetector
 
 
@@ -45,14 +44,12 @@ class SessionTuning:
     """Server-side knobs that clients don't set."""
 
     partial_interval_s: float = 0.6
+    """New audio between two partials of one utterance."""
     min_partial_s: float = 0.5
     """No partial before this much utterance audio: too little to say anything."""
-    preroll_s: float = 0.3
-    postroll_s: float = 0.2
-    vad_threshold: float = 0.5
-    speculate_after_s: float | None = 0.25
-    """Pause after which the final is requested early (None: never). It must exceed
-    ``postroll_s``, so the speculative audio is exactly what the final would cover."""
+    endpointing: EndpointingConfig = field(default_factory=EndpointingConfig)
+    """VAD threshold, pre-/post-roll, speculation; a session takes ``endpointing_ms`` and
+    ``max_utterance_s`` from its client's options instead."""
 
 
 class StreamSession:
@@ -69,15 +66,15 @@ class StreamSession:
         self.id = session_id or uuid.uuid4().hex[:16]
         self._vad = vad
         self._decoder = PcmDecoder(AudioFormat(options.sample_rate, options.encoding))
-        self._segmenter = UtteranceSegmenter(
-            SegmenterConfig(
-                threshold=self.tuning.vad_threshold,
-                endpointing_samples=int(options.endpointing_ms * SAMPLE_RATE / 1000),
-                max_utterance_samples=int(options.max_utterance_s * SAMPLE_RATE),
-                preroll_samples=int(self.tuning.preroll_s * SAMPLE_RATE),
-                postroll_samples=int(self.tuning.postroll_s * SAMPLE_RATE),
-            )
+        self.endpointing = replace(
+            self.tuning.endpointing,
+            endpointing_ms=options.endpointing_ms,
+            max_utterance_s=options.max_utterance_s,
         )
+        self._segmenter = UtteranceSegmenter(self.endpointing)
+        self._lookback = self.endpointing.preroll_samples + self.endpointing.max_onset_samples
+        """Audio kept between utterances: the next one may start this far back (its
+        onset is confirmed only once enough voice followed, then pre-roll is added)."""
         # Audio kept: samples [_buffer_start, _received) of the stream clock.
         self._buffer = np.zeros(0, np.float32)
         self._buffer_start = 0
@@ -93,7 +90,9 @@ class StreamSession:
         self._speculative_end = 0
         self._speculative_result: Transcript | None = None
         self._cancelled: list[TranscriptionRequest] = []
-        self._ready_finals: dict[int, dict[str, Any]] = {}
+        self._ready_finals: dict[int, list[dict[str, Any]]] = {}
+        """Per answered utterance, its messages (an engine error, then the final), held
+        until every earlier utterance's are out."""
         self._next_final_out = 0
         self._partial_sent: dict[int, int] = {}
         """Request id of the newest partial sent per open utterance (older ones are stale)."""
@@ -135,7 +134,7 @@ class StreamSession:
                 return
             if transcript.text:
                 self._language_hint = transcript.language
-            self._ready_finals[request.utterance] = self._final_message(request, transcript)
+            self._ready_finals[request.utterance] = self._final_messages(request, transcript)
             self._pending_finals.pop(request.utterance, None)
             self._release_finals()
         else:
@@ -173,10 +172,6 @@ class StreamSession:
     def audio_seconds(self) -> float:
         return self._received / SAMPLE_RATE
 
-    @property
-    def outstanding_finals(self) -> int:
-        return len(self._pending_finals)
-
     # -- internals ----------------------------------------------------------------------
     def _append(self, samples: np.ndarray) -> None:
         if len(samples) == 0:
@@ -186,10 +181,7 @@ class StreamSession:
         probabilities = self._vad.process(samples)
         self._boundaries(self._segmenter.feed(probabilities.tolist()))
         if self._utterance is None:
-            # Keep only the pre-roll a future utterance may reach back into.
-            # The segmenter confirms an onset up to ~1 s after its first voiced frame.
-            keep = int((self.tuning.preroll_s + 1.0) * SAMPLE_RATE) + len(samples)
-            self._trim(self._received - keep)
+            self._trim(self._received - self._lookback)
         else:
             self._maybe_speculate()
             self._maybe_partial()
@@ -242,9 +234,10 @@ class StreamSession:
     def _maybe_speculate(self) -> None:
         """Request the final as soon as a pause is long enough to maybe be the endpoint,
         so decoding overlaps the rest of the endpointing wait."""
-        if self.tuning.speculate_after_s is None:
+        speculate_after_s = self.endpointing.speculate_after_s
+        if speculate_after_s is None:
             return
-        end = self._segmenter.likely_end(int(self.tuning.speculate_after_s * SAMPLE_RATE))
+        end = self._segmenter.likely_end(round(speculate_after_s * SAMPLE_RATE))
         if self._speculative is not None:
             if end == self._speculative_end:
                 return
@@ -307,9 +300,9 @@ class StreamSession:
             and not self.closing
         )
 
-    def _final_message(
+    def _final_messages(
         self, request: TranscriptionRequest, transcript: Transcript
-    ) -> dict[str, Any]:
+    ) -> list[dict[str, Any]]:
         message: dict[str, Any] = {
             "type": "final",
             "utterance": request.utterance,
@@ -329,14 +322,14 @@ class StreamSession:
                 for w in transcript.words
             ]
         if transcript.error:
-            self._messages.append(
-                {"type": "error", "code": "engine_error", "message": transcript.error}
-            )
-        return message
+            # The engine failed this utterance: say so right before its (empty) final.
+            error = error_message("engine_error", transcript.error, utterance=request.utterance)
+            return [error, message]
+        return [message]
 
     def _release_finals(self) -> None:
         while self._next_final_out in self._ready_finals:
-            self._messages.append(self._ready_finals.pop(self._next_final_out))
+            self._messages.extend(self._ready_finals.pop(self._next_final_out))
             self._partial_sent.pop(self._next_final_out, None)
             self._next_final_out += 1
         self._maybe_closed()

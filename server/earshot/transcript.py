@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+SAMPLE_RATE = 16_000
+"""The engine's and VAD's native rate: all audio is resampled to it (``audio.py``)."""
+
 
 class Priority(enum.IntEnum):
     """Lower runs first: finals before partials before offline file work."""
@@ -27,7 +30,7 @@ _request_ids = itertools.count()
 @dataclass(eq=False)
 class TranscriptionRequest:
     audio: np.ndarray
-    """float32 mono 16 kHz."""
+    """float32 mono at ``SAMPLE_RATE``."""
     priority: Priority
     language: str | None = None
     """None: detect per request."""
@@ -45,7 +48,7 @@ class TranscriptionRequest:
 
     @property
     def duration(self) -> float:
-        return len(self.audio) / 16000
+        return len(self.audio) / SAMPLE_RATE
 
 
 @dataclass(frozen=True)

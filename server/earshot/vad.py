@@ -9,13 +9,24 @@ incomplete frame. At ~90 µs per 32 ms frame this is cheap next to Whisper.
 
 from __future__ import annotations
 
-from importlib import resources
+import importlib.util
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 FRAME_SAMPLES = 512
 CONTEXT_SAMPLES = 64
+SILERO_ASSET = "silero_vad_v6.onnx"
+
+
+def bundled_model_path() -> str:
+    """The Silero graph faster-whisper ships, found without importing faster-whisper
+    (which would load CTranslate2 into every process that only needs a VAD)."""
+    spec = importlib.util.find_spec("faster_whisper")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"faster_whisper is not installed: no {SILERO_ASSET}")
+    return str(Path(next(iter(spec.submodule_search_locations))) / "assets" / SILERO_ASSET)
 
 
 class VoiceDetector(Protocol):
@@ -34,11 +45,10 @@ class SileroVad:
         opts.inter_op_num_threads = 1
         opts.intra_op_num_threads = 1
         opts.log_severity_level = 4
-        path = model_path or str(
-            resources.files("faster_whisper") / "assets" / "silero_vad_v6.onnx"
-        )
         self._session = onnxruntime.InferenceSession(
-            path, providers=["CPUExecutionProvider"], sess_options=opts
+            model_path or bundled_model_path(),
+            providers=["CPUExecutionProvider"],
+            sess_options=opts,
         )
 
     def stream(self) -> VadStream:

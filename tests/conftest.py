@@ -1,8 +1,15 @@
-"""Shared fixtures: real speech from ../shared/speech and a real server process."""
+"""Shared fixtures: real speech and a real server process; the CI rule on skips.
+
+The speech is the fixture set in tests/data/speech (in every clone), or the directory
+named by ``EARSHOT_SPEECH_DIR`` (the full set, ``../shared/speech``, holds every clip
+of the fixture set under the same name). Under ``CI=true`` a skipped test fails the
+run unless it is marked ``gpu``: a missing service or file must not pass as green.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +21,10 @@ from earshot.audio_files import read_audio
 from earshot.server_process import ServerProcess
 
 REPO = Path(__file__).resolve().parents[1]
-SPEECH_DIR = REPO.parent / "shared" / "speech"
+FIXTURE_SPEECH_DIR = REPO / "tests" / "data" / "speech"
+SPEECH_DIR = Path(os.environ.get("EARSHOT_SPEECH_DIR") or FIXTURE_SPEECH_DIR)
+FULL_SPEECH_DIR = REPO.parent / "shared" / "speech"
+"""The whole real-speech set, where it sits beside the repository: larger runs only."""
 ARTIFACTS = REPO / "artifacts"
 
 
@@ -35,13 +45,10 @@ class Clip:
 
 
 def load_manifest() -> dict[str, Clip]:
-    manifest = SPEECH_DIR / "manifest.jsonl"
-    if not manifest.is_file():
-        pytest.skip(f"real speech set not found at {SPEECH_DIR} (expected ../shared/speech)")
     clips = {}
-    for line in manifest.read_text().splitlines():
+    for line in (SPEECH_DIR / "manifest.jsonl").read_text().splitlines():
         row = json.loads(line)
-        clips[row["file"].removesuffix(".wav")] = Clip(
+        clips[Path(row["file"]).stem] = Clip(
             row["file"], row["text"], row["language"], row["duration_s"], row["transcript_exact"]
         )
     return clips
@@ -58,3 +65,47 @@ def earshot_server() -> Iterator[ServerProcess]:
     ARTIFACTS.mkdir(exist_ok=True)
     with ServerProcess(log_path=ARTIFACTS / "earshot-server.log") as server:
         yield server
+
+
+# -- under CI=true, a skip is a failure (except on tests marked gpu) ---------------------
+_unexpected_skips: list[str] = []
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if not any(item.get_closest_marker("gpu") for item in items) or cuda_devices():
+        return
+    skip = pytest.mark.skip(reason="no CUDA device (ctranslate2.get_cuda_device_count() == 0)")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
+
+
+def cuda_devices() -> int:
+    import ctranslate2
+
+    try:
+        return int(ctranslate2.get_cuda_device_count())
+    except Exception:  # a CUDA-less build may raise instead of answering 0
+        return 0
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if (
+        os.environ.get("CI") == "true"
+        and report.skipped
+        and not hasattr(report, "wasxfail")
+        and "gpu" not in report.keywords
+    ):
+        _unexpected_skips.append(f"{report.nodeid}: {report.longrepr}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _unexpected_skips and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _unexpected_skips:
+        terminalreporter.section("skipped under CI=true (each fails the run)", red=True)
+        for line in _unexpected_skips:
+            terminalreporter.line(line)

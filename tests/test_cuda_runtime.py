@@ -323,17 +323,7 @@ print(json.dumps({{"ret": ret, "version": v.value}}))
 # --- GPU --------------------------------------------------------------------------------
 
 
-def _cuda_devices() -> int:
-    try:
-        import ctranslate2
-    except ImportError:
-        return 0
-    return int(ctranslate2.get_cuda_device_count())
-
-
-requires_cuda = pytest.mark.skipif(
-    _cuda_devices() == 0, reason="no CUDA device (ctranslate2.get_cuda_device_count() == 0)"
-)
+requires_cuda = pytest.mark.gpu  # skipped where there is no CUDA device (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ H100 (output: ``loadtest/results/gpu_pytest_engine.txt``). There::
 
     EARSHOT_GPU_TEST_MODEL=<CT2 dir, default: bundled base> \\
     EARSHOT_GPU_TURBO_MODEL=<128-mel model dir, optional> \\
-    EARSHOT_SPEECH_DIR=<dir with manifest.jsonl, default ../shared/speech> \\
+    EARSHOT_SPEECH_DIR=<manifest dir; default ../shared/speech, else tests/data/speech> \\
     pytest tests/test_gpu_engine.py
 
 Speech is read with ``wave`` (the clips are 16 kHz mono PCM), so these tests need no
@@ -22,10 +22,10 @@ import wave
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import ctranslate2
 import numpy as np
 import pytest
 from faster_whisper.feature_extractor import FeatureExtractor
+from tests.conftest import FIXTURE_SPEECH_DIR, FULL_SPEECH_DIR
 
 from earshot.config import EngineConfig, default_policy
 from earshot.engine import HOP, WhisperEngine, window_features
@@ -35,7 +35,10 @@ from earshot.wer import error_rate
 from earshot.windows import choose_window
 
 REPO = Path(__file__).resolve().parents[1]
-SPEECH_DIR = Path(os.environ.get("EARSHOT_SPEECH_DIR", REPO.parent / "shared" / "speech"))
+SPEECH_DIR = Path(
+    os.environ.get("EARSHOT_SPEECH_DIR")
+    or (FULL_SPEECH_DIR if FULL_SPEECH_DIR.is_dir() else FIXTURE_SPEECH_DIR)
+)
 MODEL = os.environ.get("EARSHOT_GPU_TEST_MODEL", "base")
 TURBO = os.environ.get("EARSHOT_GPU_TURBO_MODEL")
 # tiny.en/base with the runaway guard: ~0.06 corpus WER offline on these clips (CPU
@@ -44,18 +47,9 @@ TURBO = os.environ.get("EARSHOT_GPU_TURBO_MODEL")
 WER_BOUND = 0.12
 
 
-def _cuda_devices() -> int:
-    try:
-        return int(ctranslate2.get_cuda_device_count())
-    except Exception:  # a CUDA-less build may raise instead of answering 0
-        return 0
-
-
-gpu = pytest.mark.skipif(
-    _cuda_devices() == 0,
-    reason="no CUDA device (ctranslate2.get_cuda_device_count() == 0); these run on a GPU "
-    "host: see loadtest/results/gpu_pytest_engine.txt",
-)
+gpu = pytest.mark.gpu
+"""Skipped where CTranslate2 sees no CUDA device (tests/conftest.py); these run on a GPU
+host: see loadtest/results/gpu_pytest_engine.txt."""
 
 
 @dataclass(frozen=True)
@@ -73,8 +67,6 @@ class Clip:
 
 def english_clips(max_s: float = 25.0) -> list[Clip]:
     manifest = SPEECH_DIR / "manifest.jsonl"
-    if not manifest.is_file():
-        pytest.skip(f"real speech set not found at {SPEECH_DIR} (set EARSHOT_SPEECH_DIR)")
     clips = []
     for line in manifest.read_text().splitlines():
         row = json.loads(line)

@@ -1,5 +1,5 @@
 // The SDK in Node against a real `earshot serve` (bundled model), streaming
-// real speech from ../shared/speech. Runs when EARSHOT_URL points at a server
+// real speech from tests/data/speech (or $EARSHOT_SPEECH_DIR). Runs when EARSHOT_URL points at a server
 // (tests/test_js_sdk.py starts one and sets it); skipped otherwise.
 import assert from 'node:assert/strict';
 import test from 'node:test';

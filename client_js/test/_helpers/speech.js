@@ -1,4 +1,4 @@
-// Access to the shared real-speech clips (never copied into the repo).
+// The real-speech clips: the repository's fixture set (tests/data/speech) or $EARSHOT_SPEECH_DIR.
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -6,8 +6,8 @@ import { decodeWav } from '../../src/wav.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
-/** ../shared/speech relative to the repository root, or $EARSHOT_SPEECH_DIR. */
-export const SPEECH_DIR = process.env.EARSHOT_SPEECH_DIR || resolve(repoRoot, '../shared/speech');
+/** tests/data/speech in the repository, or $EARSHOT_SPEECH_DIR. */
+export const SPEECH_DIR = process.env.EARSHOT_SPEECH_DIR || resolve(repoRoot, 'tests/data/speech');
 
 export function speechAvailable() {
   return existsSync(join(SPEECH_DIR, 'manifest.jsonl'));

@@ -197,9 +197,10 @@ def test_partials_yield_the_engine_once_they_had_their_share() -> None:
     scheduler = BatchScheduler(RecordingEngine(), policy)
     scheduler.submit(request(Priority.PARTIAL), lambda r, t: None)
     now = 100.0
-    scheduler._partial_busy.append((now - 0.5, now))  # 25 % of the last 2 s
+    record = scheduler.load.record
+    record(now - 0.5, now, finals_share=0.0, partials_only=True)  # 25 % of the last 2 s
     assert not scheduler._partials_throttled(now)
-    scheduler._partial_busy.append((now - 1.2, now - 0.5))  # now 60 %
+    record(now - 1.2, now - 0.5, finals_share=0.0, partials_only=True)  # now 60 %
     assert scheduler._partials_throttled(now)
     scheduler.submit(request(Priority.FINAL, owner="f"), lambda r, t: None)
     assert not scheduler._partials_throttled(now)  # a final never waits for the share
@@ -208,7 +209,7 @@ def test_partials_yield_the_engine_once_they_had_their_share() -> None:
 def test_gpu_policy_never_throttles_partials() -> None:
     scheduler = BatchScheduler(RecordingEngine(), GPU)
     scheduler.submit(request(Priority.PARTIAL), lambda r, t: None)
-    scheduler._partial_busy.append((98.0, 100.0))
+    scheduler.load.record(98.0, 100.0, finals_share=0.0, partials_only=True)
     assert not scheduler._partials_throttled(100.0)
 
 
@@ -322,7 +323,7 @@ async def test_queued_finals_are_shared_out_among_idle_workers() -> None:
     for f in finals:
         scheduler.submit(f, lambda r, t: None)
     scheduler.start(asyncio.get_running_loop())
-    await until(lambda: scheduler._running == 2)  # both workers took their share
+    await until(lambda: scheduler._pool.running == 2)  # both workers took their share
     engine.gate.set()
     scheduler.stop()
     assert sorted(len(b) for b in engine.batches) == [2, 2]  # not one batch of 4

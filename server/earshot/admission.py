@@ -12,6 +12,26 @@ room for it:
 
 Partials don't count: they fill idle engine time by design, so only the finals' share
 of engine time measures whether we keep up.
+
+Theory of operation
+-------------------
+State: ``active`` (sessions admitted and not yet closed), ``_changed`` (when ``active``
+last changed) and ``per_session`` (the finals' share of engine time one session costs;
+None until learned). The load itself is not kept here: it is read when needed from a
+``LoadSource`` — the scheduler, whose ``busy_ratio`` comes from its bounded load windows
+(engine_load.py) and whose ``oldest_final_wait`` from its queue.
+
+Transitions: ``opened``/``closed`` first try to learn, then move ``active`` by one and
+restart the steadiness clock. Learning (``_learn``, also run by ``refusal``) happens only
+when ``active`` has held still for a whole ``LOAD_WINDOW_S``: then the window's finals
+busy ratio was produced by exactly ``active`` sessions, and ``per_session`` becomes that
+ratio divided by them; otherwise the old estimate stays. ``refusal`` changes nothing but
+that estimate: it checks the cap, the oldest final's wait, the measured finals busy
+ratio, and the projection ``(active + 1) * per_session``, in that order.
+
+Why learn from a steady window: sessions that just came haven't spoken yet, and ones
+that just left still show in the window, so a window across a change would misprice a
+session; a stale but steady estimate is the better guess for a crowd arriving at once.
 """
 
 from __future__ import annotations

@@ -14,7 +14,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
-from earshot.config import AdmissionConfig, EngineConfig, ServerConfig, default_policy, env_default
+from earshot.config import (
+    AdmissionConfig,
+    EngineConfig,
+    SchedulerConfig,
+    ServerConfig,
+    env_default,
+)
 from earshot.evaluation.command import add_options as add_eval_options
 from earshot.jobs.cli import add_job_commands, add_jobs_options, jobs_config
 from earshot.loadtest.options import add_capacity_arguments
@@ -104,6 +110,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         engine=engine_config(args),
+        scheduler=SchedulerConfig(
+            max_batch=args.max_batch,
+            batch_wait_s=None if args.batch_wait_ms is None else args.batch_wait_ms / 1000,
+        ),
         admission=AdmissionConfig(max_sessions=args.max_sessions),
         partial_interval_s=args.partial_interval,
         log_level=args.log_level,
@@ -118,10 +128,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ModelLoadError as exc:
         print(f"earshot: {exc}", file=sys.stderr)
         return 2
-    policy = default_policy(runtime.engine.device, args.max_batch, runtime.engine.workers)
-    if args.batch_wait_ms is not None:
-        policy = replace(policy, batch_wait_s=args.batch_wait_ms / 1000)
-    runtime.scheduler.policy = policy
     app = create_app(config, runtime)
     uvicorn_config = uvicorn.Config(
         app,

@@ -10,9 +10,9 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from earshot.batch_policy import SchedulingPolicy
 from earshot.jobs.config import JobsConfig
 from earshot.limits import MIB, KeyLimits
-from earshot.scheduler import SchedulingPolicy
 
 SAMPLE_RATE = 16_000
 """The engine's and VAD's native rate; everything is resampled to it."""
@@ -107,12 +107,25 @@ class StreamLimits:
 
 
 @dataclass(frozen=True)
+class SchedulerConfig:
+    """The batching settings an operator may give (``--max-batch``, ``--batch-wait-ms``);
+    None: by device. ``policy`` is the one place a server's ``SchedulingPolicy`` is built,
+    once the device is known (``Runtime.load``)."""
+
+    max_batch: int | None = None
+    batch_wait_s: float | None = None
+
+    def policy(self, device: str, workers: int = 1) -> SchedulingPolicy:
+        return default_policy(device, self.max_batch, workers, batch_wait_s=self.batch_wait_s)
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     engine: EngineConfig = field(default_factory=EngineConfig)
-    scheduler: SchedulingPolicy | None = None
-    """None: pick by device (see ``default_policy``)."""
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    """Batching settings; the rest is picked by device (see ``default_policy``)."""
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     partial_interval_s: float = 0.6
     """New audio between two partials of one utterance."""
@@ -136,8 +149,17 @@ def env_default(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"EARSHOT_{name.upper().replace('-', '_')}", default)
 
 
-def default_policy(device: str, max_batch: int | None = None, workers: int = 1) -> SchedulingPolicy:
-    """GPU: batches of up to 16, no wait, partials ride along. CPU: finals alone."""
+def default_policy(
+    device: str,
+    max_batch: int | None = None,
+    workers: int = 1,
+    *,
+    batch_wait_s: float | None = None,
+) -> SchedulingPolicy:
+    """GPU: batches of up to 16, no wait, partials ride along. CPU: finals alone.
+    ``max_batch``/``batch_wait_s`` given: those instead (a server builds its policy
+    through ``SchedulerConfig.policy``)."""
+    wait = 0.0 if batch_wait_s is None else batch_wait_s
     if device == "cuda":
         # Measured through WhisperEngine on an H100 (large-v3-turbo shape, float16;
         # loadtest/results/gpu_h100_engine.json): encoder time and feature extraction grow
@@ -148,16 +170,16 @@ def default_policy(device: str, max_batch: int | None = None, workers: int = 1) 
         # ends at the next request anyway, at light load it only adds latency.
         return SchedulingPolicy(
             max_batch=max_batch or 16,
-            batch_wait_s=0.0,
+            batch_wait_s=wait,
             partials_with_finals=True,
             max_partials=max_batch or 16,
         )
     return SchedulingPolicy(
         max_batch=max_batch or 4,
-        batch_wait_s=0.0,
+        batch_wait_s=wait,
         partials_with_finals=False,
         max_partials=1,
         # One worker: partials leave it idle half the time so a final finds it free.
-        # More: the scheduler keeps a worker free for finals anyway (see scheduler.py).
+        # More: the scheduler keeps a worker free for finals anyway (see batch_policy.py).
         max_partial_share=0.5 if workers == 1 else 1.0,
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from earshot.access import AccessPolicy
 from earshot.admission import AdmissionController
-from earshot.config import ServerConfig, default_policy
+from earshot.config import ServerConfig
 from earshot.engine import WhisperEngine
 from earshot.faults import with_faults
 from earshot.metrics import Metrics
@@ -63,7 +63,7 @@ class Runtime:
     def load(cls, config: ServerConfig) -> Runtime:
         engine = WhisperEngine(config.engine)
         engine.warm_up()
-        policy = config.scheduler or default_policy(engine.device, workers=engine.workers)
+        policy = config.scheduler.policy(engine.device, engine.workers)
         # faults: a test hook, off unless EARSHOT_FAULT_INJECT is set
         scheduler = BatchScheduler(
             with_faults(engine), policy, workers=engine.workers, languages=engine.languages

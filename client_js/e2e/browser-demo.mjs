@@ -22,7 +22,8 @@ const { values: args } = parseArgs({
     'file-speed': { type: 'string', default: '4' },
     screenshots: { type: 'string', default: 'artifacts' },
     chromium: { type: 'string', default: process.env.CHROMIUM_PATH || '/usr/bin/chromium' },
-    timeout: { type: 'string', default: '120' },
+    // A safety net only: every wait below ends on a state the page reaches by itself.
+    timeout: { type: 'string', default: '600' },
   },
 });
 if (!args.url || !args['mic-wav']) {
@@ -65,17 +66,28 @@ try {
   // ---- microphone mode
   await page.goto(args.url);
   await page.waitForSelector('#start:not([disabled])');
+  // Note the first partial the moment the page shows it: a final may hide it again a
+  // moment later, so polling for the visible element can miss it on a slow machine.
+  await page.evaluate(() => {
+    const el = document.querySelector('#partial');
+    const text = el.querySelector('.text');
+    window.firstPartialView = null;
+    new MutationObserver(() => {
+      if (window.firstPartialView || el.hidden || !text.textContent) return;
+      const style = getComputedStyle(text);
+      window.firstPartialView = { text: text.textContent, fontStyle: style.fontStyle, color: style.color };
+    }).observe(el, { attributes: true, childList: true, subtree: true, characterData: true });
+  });
   const t0 = Date.now();
   await page.click('#start');
   await page.waitForFunction(() => window.earshotDemo.state === 'open' || window.earshotDemo.errors.length > 0);
   const openMs = Date.now() - t0;
-  // While speaking: provisional text is on screen and looks provisional.
-  await page.waitForSelector('#partial:not([hidden]) .text');
-  const partialView = await page.$eval('#partial .text', (el) => ({
-    text: el.textContent,
-    fontStyle: getComputedStyle(el).fontStyle,
-    color: getComputedStyle(el).color,
-  }));
+  // While speaking: provisional text is on screen (or the utterance already ended).
+  await page.waitForFunction(
+    () => window.firstPartialView || window.earshotDemo.finals.length > 0 || window.earshotDemo.errors.length > 0,
+    null,
+    { polling: 'raf' },
+  );
   await page.screenshot({ path: join(shots, 'browser-demo-partial.png'), fullPage: true });
   const listen = Number(args['listen-seconds']);
   // Until the fake microphone has played the speech and the pause after it, and the text is final.
@@ -94,7 +106,7 @@ try {
     finalsBeforeStop: live.finals,
     finals: after.finals,
     partials: after.partials,
-    partialView,
+    partialView: await page.evaluate(() => window.firstPartialView),
     sentSeconds: after.sentSeconds,
     micRate: after.micRate,
     peakDbfs: after.peakDbfs,

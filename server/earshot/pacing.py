@@ -4,11 +4,28 @@ Every second of audio becomes VAD work and, when it is speech, engine work that 
 sessions wait behind; admission control budgets sessions by what they really cost. So a
 stream's frames go into the session through a token bucket: a burst of ``max_lead_s / 2``
 seconds of audio at once (a client catching up after a network hiccup, a short clip sent
-fast), then at most ``speed`` × real time. Frames that arrive faster wait here, in
-order with the control messages between them (the throttle). Once more than
-``max_lead_s / 2`` seconds of audio wait, the client is flooding: ``InputTooFast``
-(close 1008). The socket is read all along, so pings keep being answered and memory per
-stream stays bounded. Clocks are passed in: this module reads none.
+fast), then at most ``speed`` × real time.
+
+Theory of operation
+-------------------
+State (one ``InputPacer`` per connection): the token bucket (created at the first audio,
+so a stream's clock starts when its audio does; it refills at ``speed`` seconds of audio
+per second up to ``max_held_s``), the queue of client messages waiting their turn with
+the seconds of audio in each (0 for control messages), and ``held_s``, the audio in that
+queue.
+
+Transitions: ``arrive`` appends a message and adds its audio to ``held_s``; once
+``held_s`` passes ``max_held_s`` the client is flooding and ``InputTooFast`` is raised
+(close 1008). ``release`` pops messages from the front, in arrival order, while the
+bucket can pay for their audio (control messages pass free, but never overtake audio
+queued before them); ``wait`` says how long until the front message can go, so the
+receive loop sleeps exactly that long while still reading the socket. ``max_lead_s`` 0
+turns the pacer off: everything passes at once.
+
+Why a queue instead of refusing early frames: a real client that sends a little fast
+(network jitter, a clip sent at 2×) just gets throttled, in order, while pings keep
+being answered and memory per stream stays bounded by ``max_held_s``. Clocks are passed
+in: this module reads none, so it is tested with plain numbers.
 """
 
 from __future__ import annotations

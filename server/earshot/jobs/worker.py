@@ -3,6 +3,12 @@ backends) and the embedded backend's in-process worker.
 
 Theory of operation
 -------------------
+State: the job's row in the store is the only state that matters (``status``,
+``attempts``, the lease's expiry, ``progress``); a worker keeps nothing a crash could
+lose. In memory there are only the ``--job-workers`` claim loops, the janitor, and a
+wake-up event that ``dispatch`` sets when a job is queued so it is claimed at once
+rather than at the next poll (every ``POLL_S``).
+
 The in-process worker is a few asyncio tasks in the server's loop. Each one claims
 the next due job from SQLite (a transaction: the job becomes ``running`` under a
 lease), decodes and splits the file in a thread and feeds its segments to the

@@ -12,18 +12,14 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 
-from earshot.config import (
-    AdmissionConfig,
-    EngineConfig,
-    SchedulerConfig,
-    ServerConfig,
-    env_default,
-)
+from earshot.config import AdmissionConfig, SchedulerConfig, ServerConfig
+from earshot.engine_options import add_engine_options, engine_config
 from earshot.evaluation.command import add_options as add_eval_options
 from earshot.jobs.cli import add_job_commands, add_jobs_options, jobs_config
 from earshot.loadtest.options import add_capacity_arguments
+from earshot.logs import configure_logging
+from earshot.options import add_option, config_option, param_default
 from earshot.security_options import (
     add_keygen_command,
     add_security_options,
@@ -33,60 +29,6 @@ from earshot.security_options import (
 )
 
 
-def _env_int(name: str, default: int) -> int:
-    return int(env_default(name) or default)
-
-
-def _add_engine_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        default=env_default("model", "base"),
-        help="bundled name (base, tiny.en), faster-whisper name"
-        " (large-v3-turbo) or CTranslate2 directory [base]",
-    )
-    parser.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default=env_default("device", "auto")
-    )
-    parser.add_argument(
-        "--compute-type",
-        default=env_default("compute_type", "default"),
-        help="int8, int8_float16, float16, float32... [int8 on CPU, float16 on CUDA]",
-    )
-    parser.add_argument(
-        "--cpu-threads",
-        type=int,
-        default=_env_int("cpu_threads", 0),
-        help="threads per model replica [1 on CPU]",
-    )
-    parser.add_argument(
-        "--engine-workers",
-        type=int,
-        default=_env_int("engine_workers", 0),
-        help="model replicas transcribing at once [CPU: cores / cpu-threads; CUDA: 1]",
-    )
-    parser.add_argument("--beam-size", type=int, default=_env_int("beam_size", 1))
-    parser.add_argument(
-        "--full-window",
-        action="store_true",
-        default=env_default("full_window") == "1",
-        help="always encode padded 30 s windows (slower; for comparison)",
-    )
-
-
-def engine_config(args: argparse.Namespace) -> EngineConfig:
-    config = EngineConfig(
-        model=args.model,
-        device=args.device,
-        compute_type=args.compute_type,
-        cpu_threads=args.cpu_threads,
-        workers=args.engine_workers,
-        beam_size=args.beam_size,
-    )
-    if args.full_window:
-        config = replace(config, window_buckets=(3000,))
-    return config
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -94,7 +36,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from earshot.app import create_app
     from earshot.drain import DrainingServer
     from earshot.engine import ModelLoadError
-    from earshot.logs import configure_logging
     from earshot.runtime import Runtime
 
     configure_logging(args.log_level, args.log_format, args.log_transcripts)
@@ -255,50 +196,68 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the streaming server")
-    serve.add_argument("--host", default=env_default("host", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=_env_int("port", 8000))
-    _add_engine_options(serve)
-    serve.add_argument(
+    config_option(serve, "--host", ServerConfig, "host", help="address to listen on")
+    config_option(serve, "--port", ServerConfig, "port", help="port to listen on")
+    add_engine_options(serve)
+    config_option(
+        serve,
         "--max-batch",
+        SchedulerConfig,
+        "max_batch",
         type=int,
-        default=int(env_default("max_batch") or 0) or None,
         help="largest engine batch [4 on CPU, 16 on CUDA]",
     )
-    serve.add_argument(
+    config_option(
+        serve,
         "--batch-wait-ms",
+        SchedulerConfig,
+        "batch_wait_s",
+        scale=0.001,
         type=float,
-        default=float(v) if (v := env_default("batch_wait_ms")) else None,
+        help="how long a batch may wait to fill, in ms [by device]",
     )
-    serve.add_argument("--max-sessions", type=int, default=_env_int("max_sessions", 64))
-    serve.add_argument(
+    config_option(
+        serve,
+        "--max-sessions",
+        AdmissionConfig,
+        "max_sessions",
+        help="streaming sessions at once; more are refused (close 1013)",
+    )
+    config_option(
+        serve,
         "--partial-interval",
-        type=float,
-        default=float(env_default("partial_interval") or 0.6),
-        help="seconds of new audio between partials [0.6]",
+        ServerConfig,
+        "partial_interval_s",
+        help="seconds of new audio between partials",
     )
-    serve.add_argument("--log-level", default=env_default("log_level", "info"))
-    serve.add_argument(
+    config_option(serve, "--log-level", ServerConfig, "log_level", help="debug, info, warning...")
+    add_option(
+        serve,
         "--log-format",
         choices=("auto", "text", "json"),
-        default=env_default("log_format", "auto"),
-        help="auto: text on a terminal, one JSON object per line otherwise [auto]",
+        default=param_default(configure_logging, "fmt"),
+        help="auto: text on a terminal, one JSON object per line otherwise",
     )
-    serve.add_argument(
+    add_option(
+        serve,
         "--log-transcripts",
         action="store_true",
-        default=env_default("log_transcripts") == "1",
+        default=param_default(configure_logging, "log_transcripts"),
         help="debugging only: let transcript text into the logs (never by default)",
     )
-    serve.add_argument(
+    config_option(
+        serve,
         "--replica-id",
-        default=env_default("replica_id", ""),
+        ServerConfig,
+        "replica_id",
         help="name of this replica in ready messages and /readyz [hostname:port]",
     )
-    serve.add_argument(
+    config_option(
+        serve,
         "--drain-timeout",
-        type=float,
-        default=float(env_default("drain_timeout") or 30),
-        help="on SIGTERM, seconds open sessions get to flush their finals [30]",
+        ServerConfig,
+        "drain_timeout_s",
+        help="on SIGTERM, seconds open sessions get to flush their finals",
     )
     add_jobs_options(serve)
     add_security_options(serve)
@@ -316,20 +275,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     transcribe = sub.add_parser("transcribe", help="transcribe a file offline (no server)")
     transcribe.add_argument("file")
-    _add_engine_options(transcribe)
+    add_engine_options(transcribe)
     transcribe.add_argument("--language", default=None)
     transcribe.add_argument("--words", action="store_true")
     transcribe.add_argument("--batch", type=int, default=8)
     transcribe.add_argument("--json", action="store_true")
     transcribe.set_defaults(func=cmd_transcribe)
 
-    add_job_commands(sub, _add_engine_options)
+    add_job_commands(sub)
     add_keygen_command(sub)
 
     evaluate = sub.add_parser(
         "eval", help="measure quality: golden-set WER offline and streamed, hallucinations"
     )
-    _add_engine_options(evaluate)
+    add_engine_options(evaluate)
     add_eval_options(evaluate)
     evaluate.set_defaults(func=cmd_eval)
 

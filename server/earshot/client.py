@@ -76,6 +76,8 @@ class Final:
 class Error:
     code: str
     message: str
+    utterance: int | None = None
+    """For ``engine_error``: the utterance whose (empty) final follows."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,12 @@ def parse_message(data: dict[str, Any]) -> Message:
             words,
         )
     if kind == "error":
-        return Error(str(data.get("code", "")), str(data.get("message", "")))
+        utterance = data.get("utterance")
+        return Error(
+            str(data.get("code", "")),
+            str(data.get("message", "")),
+            utterance if isinstance(utterance, int) else None,
+        )
     if kind == "closed":
         return Closed()
     raise ValueError(f"unknown server message type {kind!r}")

@@ -1,21 +1,20 @@
 """Explicit configuration objects, one per layer.
 
-Every option has a sane default; the CLI and environment variables (``EARSHOT_*``)
-only override them. Plain dataclasses keep them cheap to build in tests.
+Every option has a sane default, defined once on its field; the CLI options and their
+``EARSHOT_*`` variables are made from these fields (options.py) and only override them.
+Plain dataclasses keep them cheap to build in tests.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass, field
 
 from earshot.batch_policy import SchedulingPolicy
 from earshot.jobs.config import JobsConfig
 from earshot.limits import MIB, KeyLimits
-
-SAMPLE_RATE = 16_000
-"""The engine's and VAD's native rate; everything is resampled to it."""
+from earshot.session import SessionTuning
+from earshot.transcript import SAMPLE_RATE as SAMPLE_RATE  # re-exported
 
 
 @dataclass(frozen=True)
@@ -127,8 +126,8 @@ class ServerConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     """Batching settings; the rest is picked by device (see ``default_policy``)."""
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
-    partial_interval_s: float = 0.6
-    """New audio between two partials of one utterance."""
+    partial_interval_s: float = SessionTuning.partial_interval_s
+    """New audio between two partials of one utterance (see session.py)."""
     log_level: str = "info"
     jobs: JobsConfig = field(default_factory=JobsConfig)
     """File transcription jobs: backend, data dir, limits (see jobs/config.py)."""
@@ -142,11 +141,6 @@ class ServerConfig:
     @property
     def replica(self) -> str:
         return self.replica_id or f"{socket.gethostname()}:{self.port}"
-
-
-def env_default(name: str, default: str | None = None) -> str | None:
-    """``EARSHOT_<NAME>`` from the environment, so every CLI option has a variable."""
-    return os.environ.get(f"EARSHOT_{name.upper().replace('-', '_')}", default)
 
 
 def default_policy(

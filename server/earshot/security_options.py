@@ -13,18 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from earshot.auth import generate_key, hash_key, parse_keys
-from earshot.config import SecurityConfig, StreamLimits, env_default
+from earshot.config import SecurityConfig, StreamLimits
 from earshot.limits import MIB, KeyLimits
+from earshot.options import ENV_PREFIX, add_option, config_option
 
 WS_MAX_SIZE = 256 * 1024
 """Largest WebSocket message (after inflating): a 1 s frame at 48 kHz pcm_f32le is 188 KiB;
 longer frames between this and 1 s are refused by the decoder (both close 1009)."""
 WS_MAX_QUEUE = 16
 """Messages the WebSocket layer buffers before it stops reading the socket."""
-
-
-def _number(name: str, default: float) -> float:
-    return float(env_default(name) or default)
 
 
 def _list(value: str | None) -> tuple[str, ...] | None:
@@ -35,87 +32,120 @@ def _list(value: str | None) -> tuple[str, ...] | None:
 
 def add_security_options(serve: argparse.ArgumentParser) -> None:
     group = serve.add_argument_group("security and limits")
-    group.add_argument(
+    add_option(
+        group,
         "--api-keys-file",
-        default=env_default("api_keys_file"),
         help="one key per line: a key or sha256:<hex>, then optional name=, streams=, rpm=,"
         " upload_mb= (EARSHOT_API_KEYS may also hold comma-separated entries)."
         " No keys: open access, for loopback only",
     )
-    group.add_argument(
+    config_option(
+        group,
         "--token-secret",
-        default=env_default("token_secret"),
+        SecurityConfig,
+        "token_secret",
+        type=str,
         help="HMAC secret for /v1/auth/token tokens [random per process: replicas behind"
         " one load balancer must share one; prefer EARSHOT_TOKEN_SECRET]",
     )
-    group.add_argument("--token-ttl", type=float, default=_number("token_ttl", 300))
-    group.add_argument(
+    config_option(
+        group, "--token-ttl", SecurityConfig, "token_ttl_s", help="seconds a token is valid"
+    )
+    add_option(
+        group,
         "--allowed-origins",
-        default=env_default("allowed_origins"),
         help="comma-separated browser origins that may open WebSockets, or *"
         " [same-origin and loopback pages]",
     )
-    group.add_argument(
+    add_option(
+        group,
         "--cors-origins",
-        default=env_default("cors_origins"),
         help="comma-separated origins the HTTP API sends CORS headers to [--allowed-origins]",
     )
-    defaults = KeyLimits()
-    group.add_argument("--key-max-streams", type=int, default=int(_number("key_max_streams", 16)))
-    group.add_argument("--key-rpm", type=int, default=int(_number("key_rpm", 120)))
-    group.add_argument(
+    config_option(
+        group,
+        "--key-max-streams",
+        KeyLimits,
+        "max_streams",
+        help="concurrent streams per key without its own streams= (0: no limit)",
+    )
+    config_option(
+        group,
+        "--key-rpm",
+        KeyLimits,
+        "requests_per_minute",
+        help="requests per minute per key without its own rpm= (0: no limit)",
+    )
+    config_option(
+        group,
         "--key-max-upload-mb",
-        type=float,
-        default=_number("key_max_upload_mb", (defaults.max_upload_bytes or 0) / MIB),
+        KeyLimits,
+        "max_upload_bytes",
+        scale=MIB,
         help="largest upload per request for keys without their own upload_mb=",
     )
-    limits = StreamLimits()
-    group.add_argument(
-        "--idle-timeout", type=float, default=_number("idle_timeout", limits.idle_timeout_s)
+    config_option(
+        group,
+        "--idle-timeout",
+        StreamLimits,
+        "idle_timeout_s",
+        help="seconds without any frame (audio or keepalive) before a stream is closed",
     )
-    group.add_argument(
+    config_option(
+        group,
         "--max-input-lead",
-        type=float,
-        default=_number("max_input_lead", limits.max_input_lead_s),
+        StreamLimits,
+        "max_input_lead_s",
         help="seconds of audio a stream may send ahead of --max-input-speed: half is taken"
         " at once, half waits; more closes it with 1008 (0: off)",
     )
-    group.add_argument(
+    config_option(
+        group,
         "--max-input-speed",
-        type=float,
-        default=_number("max_input_speed", limits.max_input_speed),
+        StreamLimits,
+        "max_input_speed",
         help="sustained input rate allowed, in x real time",
     )
-    group.add_argument(
+    config_option(
+        group,
         "--max-outbound-messages",
-        type=int,
-        default=int(_number("max_outbound_messages", limits.max_outbound_messages)),
+        StreamLimits,
+        "max_outbound_messages",
+        help="unsent messages before a client that doesn't read is cut off",
     )
-    group.add_argument(
+    config_option(
+        group,
         "--ws-ping-interval",
-        type=float,
-        default=_number("ws_ping_interval", limits.ws_ping_interval_s),
+        StreamLimits,
+        "ws_ping_interval_s",
+        help="seconds between WebSocket pings (0: none)",
     )
-    group.add_argument(
+    config_option(
+        group,
         "--ws-ping-timeout",
-        type=float,
-        default=_number("ws_ping_timeout", limits.ws_ping_timeout_s),
+        StreamLimits,
+        "ws_ping_timeout_s",
+        help="seconds a peer has to answer a ping",
     )
-    group.add_argument(
+    config_option(
+        group,
         "--handshake-timeout",
-        type=float,
-        default=_number("handshake_timeout", limits.handshake_timeout_s),
+        StreamLimits,
+        "handshake_timeout_s",
+        help="seconds a connection has to send its request headers",
     )
-    group.add_argument(
+    config_option(
+        group,
         "--max-connections",
-        type=int,
-        default=int(_number("max_connections", limits.max_connections)),
+        StreamLimits,
+        "max_connections",
+        help="open connections beyond which new ones get HTTP 503 (0: no limit)",
     )
 
 
 def security_config(args: argparse.Namespace) -> SecurityConfig:
     """Raises ``OSError``/``ValueError`` for an unreadable keys file or a bad entry."""
-    entries = list(_list(os.environ.get("EARSHOT_API_KEYS")) or ())
+    entries = list(_list(os.environ.get(f"{ENV_PREFIX}API_KEYS")) or ())
     if args.api_keys_file:
         entries += Path(args.api_keys_file).read_text().splitlines()
     parse_keys(entries, KeyLimits())  # fail at startup, not at the first request

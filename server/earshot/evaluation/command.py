@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from earshot.config import EngineConfig
+from earshot.options import field_default
 
 DEFAULT_MANIFEST = Path("../shared/speech/manifest.jsonl")
 DEFAULT_OUT = Path("artifacts/eval")
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    manifest: Path
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    url: str | None = None
+    """A running server's ``ws://.../v1/listen``; None: start one with ``engine``."""
+    api_key: str | None = None
+    languages: tuple[str, ...] = ()
+    per_language: int | None = None
+    speed: float = 2.0
+    concurrency: int = 1
+    auto_language: bool = False
+    """Detect languages instead of passing each clip's known language (both passes)."""
+    no_speech_seconds: float = 8.0
+    server_log: Path | None = None
+    """Where a started server logs."""
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +37,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--manifest",
         type=Path,
         default=DEFAULT_MANIFEST,
-        help=f"golden set manifest.jsonl [{DEFAULT_MANIFEST}]",
+        help="golden set manifest.jsonl [%(default)s]",
     )
     parser.add_argument(
         "--url", default=None, help="stream to this server (ws://host:port); default: start one"
@@ -30,20 +50,29 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--subset", type=int, default=None, metavar="N", help="first N clips of each language"
     )
     parser.add_argument(
-        "--speed", type=float, default=2.0, help="streaming pace, × real time [2.0]"
+        "--speed",
+        type=float,
+        default=field_default(EvalOptions, "speed"),
+        help="streaming pace, × real time [%(default)s]",
     )
-    parser.add_argument("--concurrency", type=int, default=1, help="streams at once [1]")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=field_default(EvalOptions, "concurrency"),
+        help="streams at once [%(default)s]",
+    )
     parser.add_argument(
         "--auto-language",
         action="store_true",
         help="let the model detect each clip's language instead of passing it",
     )
     parser.add_argument(
-        "--no-speech-seconds", type=float, default=8.0, help="length of each no-speech case [8]"
+        "--no-speech-seconds",
+        type=float,
+        default=field_default(EvalOptions, "no_speech_seconds"),
+        help="length of each no-speech case [%(default)g]",
     )
-    parser.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help=f"report folder [{DEFAULT_OUT}]"
-    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report folder [%(default)s]")
     parser.add_argument(
         "--history", type=Path, default=None, help="history file [OUT/history.jsonl]"
     )
@@ -56,7 +85,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 def run_command(args: argparse.Namespace, engine: EngineConfig) -> int:
     from earshot.evaluation.report import append_history, plot_history, write_report
-    from earshot.evaluation.runner import EvalOptions, run_eval
+    from earshot.evaluation.runner import run_eval
 
     history = args.history or args.out / "history.jsonl"
     if args.plot:

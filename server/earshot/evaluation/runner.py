@@ -18,8 +18,7 @@ import time
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,6 +28,7 @@ from earshot import __version__
 from earshot.client import Overloaded, Partial, StreamResult, stream_audio
 from earshot.config import EngineConfig
 from earshot.engine import WhisperEngine
+from earshot.evaluation.command import EvalOptions
 from earshot.evaluation.golden import GoldenClip, load_golden
 from earshot.evaluation.scoring import (
     Stability,
@@ -56,23 +56,6 @@ WATCHED_METRICS = (
     "earshot_sessions_refused_total",
     "earshot_errors_total",
 )
-
-
-@dataclass(frozen=True)
-class EvalOptions:
-    manifest: Path
-    engine: EngineConfig = field(default_factory=EngineConfig)
-    url: str | None = None
-    """A running server's ``ws://.../v1/listen``; None: start one with ``engine``."""
-    api_key: str | None = None
-    languages: tuple[str, ...] = ()
-    per_language: int | None = None
-    speed: float = 2.0
-    concurrency: int = 1
-    auto_language: bool = False
-    """Detect languages instead of passing each clip's known language (both passes)."""
-    no_speech_seconds: float = 8.0
-    server_log: Path | None = None
 
 
 def engine_argv(config: EngineConfig) -> list[str]:

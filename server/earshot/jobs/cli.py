@@ -5,18 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from earshot.config import env_default
-from earshot.jobs.config import JobsConfig, RetryPolicy, default_data_dir
+from earshot.config import ServerConfig
+from earshot.engine_options import add_engine_options, engine_config
+from earshot.jobs.config import JobsConfig, RetryPolicy
 from earshot.jobs.formats import FORMATS
+from earshot.limits import MIB
+from earshot.options import add_option, config_option
 
 if TYPE_CHECKING:
     from earshot.jobs_client import JobsClient
 
-DEFAULT_URL = env_default("url", "http://127.0.0.1:8000") or ""
+DEFAULT_URL = f"http://{ServerConfig.host}:{ServerConfig.port}"
+"""A server started with the defaults (``earshot serve``)."""
 
 
 def _client(args: argparse.Namespace) -> JobsClient:
@@ -25,65 +27,64 @@ def _client(args: argparse.Namespace) -> JobsClient:
     return JobsClient(args.url, api_key=args.api_key)
 
 
-def _env_float(name: str, default: float) -> float:
-    return float(env_default(name) or default)
-
-
 def add_jobs_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("file jobs")
-    group.add_argument(
+    config_option(
+        group,
         "--jobs",
-        default=env_default("jobs", "sqlite"),
+        JobsConfig,
+        "backend",
         help="job backend: sqlite (embedded, default) or redis://host:port/db (Celery;"
         " run `earshot worker` processes)",
     )
-    group.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(env_default("data_dir") or default_data_dir()),
-        help=f"job database and uploaded audio [{default_data_dir()}]",
+    config_option(
+        group, "--data-dir", JobsConfig, "data_dir", help="job database and uploaded audio"
     )
-    group.add_argument(
-        "--max-upload-mb", type=float, default=_env_float("max_upload_mb", 100), help="[100]"
+    config_option(
+        group, "--max-upload-mb", JobsConfig, "max_upload_bytes", scale=MIB, help="largest upload"
     )
-    group.add_argument(
+    config_option(
+        group,
         "--max-job-duration",
-        type=float,
-        default=_env_float("max_job_duration", 4 * 3600),
-        help="longest audio accepted, seconds [14400]",
+        JobsConfig,
+        "max_duration_s",
+        help="longest audio accepted, seconds",
     )
-    group.add_argument(
+    config_option(
+        group,
         "--job-ttl",
-        type=float,
-        default=_env_float("job_ttl", 24 * 3600),
-        help="seconds a finished job and its result are kept [86400]",
+        JobsConfig,
+        "result_ttl_s",
+        help="seconds a finished job and its result are kept",
     )
-    group.add_argument(
-        "--job-attempts", type=int, default=int(_env_float("job_attempts", 3)), help="[3]"
-    )
-    group.add_argument(
+    config_option(group, "--job-attempts", RetryPolicy, "max_attempts", help="attempts per job")
+    config_option(
+        group,
         "--job-retry-backoff",
-        type=float,
-        default=_env_float("job_retry_backoff", 2.0),
-        help="seconds before the 2nd attempt, doubling after [2]",
+        RetryPolicy,
+        "backoff_s",
+        help="seconds before the 2nd attempt, doubling after",
     )
-    group.add_argument(
+    config_option(
+        group,
         "--job-lease",
-        type=float,
-        default=_env_float("job_lease", 30.0),
-        help="seconds after which a job whose worker died runs again [30]",
+        JobsConfig,
+        "lease_s",
+        help="seconds after which a job whose worker died runs again",
     )
-    group.add_argument(
+    config_option(
+        group,
         "--job-redelivery",
-        type=float,
-        default=_env_float("job_redelivery", 600.0),
-        help="redis mode: seconds after which the task of a killed worker is delivered again [600]",
+        JobsConfig,
+        "redelivery_s",
+        help="redis mode: seconds after which the task of a killed worker is delivered again",
     )
-    group.add_argument(
+    config_option(
+        group,
         "--job-workers",
-        type=int,
-        default=int(_env_float("job_workers", 1)),
-        help="jobs transcribed at once by one server (embedded backend) [1]",
+        JobsConfig,
+        "workers",
+        help="jobs transcribed at once by one server (embedded backend)",
     )
 
 
@@ -91,7 +92,7 @@ def jobs_config(args: argparse.Namespace) -> JobsConfig:
     return JobsConfig(
         backend=args.jobs,
         data_dir=args.data_dir,
-        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_upload_bytes=int(args.max_upload_mb * MIB),
         max_duration_s=args.max_job_duration,
         result_ttl_s=args.job_ttl,
         retry=RetryPolicy(max_attempts=args.job_attempts, backoff_s=args.job_retry_backoff),
@@ -159,7 +160,6 @@ def _print_result(result: object, fmt: str) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     import logging
 
-    from earshot.cli import engine_config
     from earshot.jobs.celery_backend import run_worker
 
     logging.basicConfig(
@@ -172,32 +172,31 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run_worker(config, engine_config(args), loglevel=args.log_level)
 
 
-def add_job_commands(
-    sub: argparse._SubParsersAction,
-    add_engine_options: Callable[[argparse.ArgumentParser], None],
-) -> None:
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    add_option(parser, "--url", default=DEFAULT_URL, help="server base URL")
+    add_option(parser, "--api-key", help="for a server that requires one")
+
+
+def add_job_commands(sub: argparse._SubParsersAction) -> None:
     submit = sub.add_parser("submit", help="submit a file as a transcription job; prints its id")
     submit.add_argument("file")
-    submit.add_argument("--url", default=DEFAULT_URL, help="server base URL [$EARSHOT_URL]")
+    _add_client_options(submit)
     submit.add_argument("--language", default=None)
     submit.add_argument("--prompt", default=None)
     submit.add_argument("--words", action="store_true", help="word timestamps")
     submit.add_argument("--wait", action="store_true", help="wait and print the result")
     submit.add_argument("--format", choices=FORMATS, default="text", help="with --wait [text]")
-    submit.add_argument("--api-key", default=env_default("api_key"), help="[$EARSHOT_API_KEY]")
     submit.set_defaults(func=cmd_submit)
 
     status = sub.add_parser("status", help="show a job's status")
     status.add_argument("job_id")
-    status.add_argument("--url", default=DEFAULT_URL)
-    status.add_argument("--api-key", default=env_default("api_key"), help="[$EARSHOT_API_KEY]")
+    _add_client_options(status)
     status.set_defaults(func=cmd_status)
 
     result = sub.add_parser("result", help="print a finished job's transcript")
     result.add_argument("job_id")
-    result.add_argument("--url", default=DEFAULT_URL)
+    _add_client_options(result)
     result.add_argument("--format", choices=FORMATS, default="text")
-    result.add_argument("--api-key", default=env_default("api_key"), help="[$EARSHOT_API_KEY]")
     result.set_defaults(func=cmd_result)
 
     worker = sub.add_parser(
@@ -205,5 +204,5 @@ def add_job_commands(
     )
     add_engine_options(worker)
     add_jobs_options(worker)
-    worker.add_argument("--log-level", default=env_default("log_level", "info"))
+    config_option(worker, "--log-level", ServerConfig, "log_level", help="debug, info, warning...")
     worker.set_defaults(func=cmd_worker)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from earshot.config import EngineConfig
 from earshot.loadtest.scenario import DEFAULT_MANIFEST, SCENARIOS
 from earshot.loadtest.servers import CONFIGS
 
@@ -36,17 +37,17 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
         default=str(DEFAULT_MANIFEST),
         help=f"speech clips manifest.jsonl [{DEFAULT_MANIFEST}]",
     )
-    parser.add_argument("--language", default="en", help="clip language, also sent [en]")
+    parser.add_argument("--language", default="en", help="clip language, also sent [%(default)s]")
     parser.add_argument(
         "--scenario",
         choices=sorted(SCENARIOS),
         default="realtime",
         help="realtime: 60 s sessions; long: 5 min sessions; burst: one clip per session"
-        " [realtime]",
+        " [%(default)s]",
     )
     parser.add_argument("--session-s", type=float, help="audio per session (overrides scenario)")
-    parser.add_argument("--speed", type=float, default=1.0, help="× real time [1]")
-    parser.add_argument("--seed", type=int, default=0, help="same seed, same streams [0]")
+    parser.add_argument("--speed", type=float, default=1.0, help="× real time [%(default)g]")
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same streams [%(default)s]")
     parser.add_argument("--no-partials", action="store_true", help="interim_results=false")
 
 
@@ -56,33 +57,40 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--configs",
         help=f"comma-separated configs to start and measure in turn: {', '.join(CONFIGS)}",
     )
-    parser.add_argument("--streams", type=int, default=4, help="concurrent streams [4]")
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load [60]")
+    parser.add_argument("--streams", type=int, default=4, help="concurrent streams [%(default)s]")
+    parser.add_argument(
+        "--duration", type=float, default=60.0, help="seconds of load [%(default)g]"
+    )
     add_load_arguments(parser)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
 
 
 def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
     add_target_arguments(parser)
-    parser.add_argument("--model", help="model of the started servers and offline RTF [base]")
-    parser.add_argument("--device", help="auto, cpu or cuda [auto]")
+    engine = EngineConfig()
+    parser.add_argument(
+        "--model", help=f"model of the started servers and offline RTF [{engine.model}]"
+    )
+    parser.add_argument("--device", help=f"auto, cpu or cuda [{engine.device}]")
     parser.add_argument(
         "--steps",
         type=_ints,
         default=_ints(DEFAULT_STEPS),
         help=f"concurrent streams per step [{DEFAULT_STEPS}]",
     )
-    parser.add_argument("--step-s", type=float, default=60.0, help="least seconds per step [60]")
+    parser.add_argument(
+        "--step-s", type=float, default=60.0, help="least seconds per step [%(default)g]"
+    )
     parser.add_argument(
         "--min-finals",
         type=int,
         default=30,
-        help="make steps long enough for about this many finals, for a real p95 [30]",
+        help="make steps long enough for about this many finals, for a real p95 [%(default)s]",
     )
     parser.add_argument(
-        "--cooldown-s", type=float, default=12.0, help="idle pause before each step [12]"
+        "--cooldown-s", type=float, default=12.0, help="idle pause before each step [%(default)g]"
     )
-    parser.add_argument("--slo", type=float, default=1.5, help="p95 final latency, s [1.5]")
+    parser.add_argument("--slo", type=float, default=1.5, help="p95 final latency, s [%(default)g]")
     parser.add_argument(
         "--ramp-until",
         type=float,
@@ -99,7 +107,7 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-offline", action="store_true", help="skip the offline RTF")
     add_load_arguments(parser)
     parser.add_argument("--out-dir", type=Path, default=Path("loadtest/results"))
-    parser.add_argument("--name", default="capacity", help="file name stem [capacity]")
+    parser.add_argument("--name", default="capacity", help="file name stem [%(default)s]")
     parser.add_argument("--no-plot", action="store_true", help="JSON only")
 
 

@@ -20,6 +20,10 @@ voiced frame (first words aren't clipped) and ends ``postroll`` after its last v
 frame. One longer than ``max_utterance`` is cut and a new one starts at the cut while
 speech goes on. Positions are sample indices on the stream's 16 kHz clock; the
 segmenter never touches audio, so it is testable with plain lists of numbers.
+
+Every setting is one ``EndpointingConfig``: live streams use ``SessionTuning.endpointing``
+with their client's ``endpointing_ms`` and ``max_utterance_s`` (whose defaults and bounds
+``protocol.py`` takes from here); files use ``file_segments.FILE_ENDPOINTING``.
 """
 
 from __future__ import annotations

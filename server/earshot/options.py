@@ -49,7 +49,8 @@ def param_default(function: Callable[..., Any], name: str) -> Any:
 
 
 def shown(value: Any) -> str:
-    """A default as help text shows it: ``100`` for 100.0, ``~``-free paths as given."""
+    """A default as help text shows it (``100`` for 100.0, ``a,b`` for a tuple), with
+    ``%`` escaped for argparse."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, tuple | list):

@@ -198,8 +198,9 @@ def render(build: Callable[[], argparse.ArgumentParser] | None = None) -> str:
         "this page is stale). The *environment* column names the variable an option reads",
         "when it is not given on the command line (the command line wins); containers are",
         "configured that way. Defaults are the built-in ones, with no `EARSHOT_*` variable",
-        "set; `~` is the home directory. A bracketed note in *meaning* gives the effective",
-        'value where the stored default means "decide at startup" (`0`, `–`).',
+        "set; `~` is the home directory. The bracketed note that ends a *meaning* is the",
+        'help text\'s own: where the stored default means "decide at startup" (`0`, `–`),',
+        "it gives the value actually used.",
         "",
         "Subcommands: "
         + ", ".join(f"[`{name}`](#earshot-{name})" for name, _, _ in _subcommands(parser))

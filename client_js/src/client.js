@@ -7,17 +7,146 @@ import { bytesPerSample, encodePcm, maxFrameBytes, splitFrames } from './framing
 import { buildListenUrl, controlMessage, loadMsgpackDecoder, parseServerMessage } from './messages.js';
 import { AudioLedger, FinalSequencer, backoffDelay, isRetryableClose } from './reconnect.js';
 
-/** Events yielded by async iteration over a client. */
+
+/**
+ * What the client needs of a WebSocket class: the browser's, or `ws` on Node.
+ * @typedef {{
+ *   readyState: number,
+ *   binaryType: string,
+ *   send(data: string | ArrayBufferView | ArrayBuffer): void,
+ *   close(code?: number, reason?: string): void,
+ *   addEventListener(type: string, listener: (event: any) => void): void,
+ * }} WebSocketLike
+ */
+/** @typedef {new (url: string, protocols?: string | string[], options?: any) => WebSocketLike} WebSocketConstructor */
+/**
+ * @typedef {object} ReconnectExtras
+ * @property {number} [maxRetries] Attempts after one loss before giving up (default 8).
+ * @property {number} [maxReplaySeconds] Most audio held for replay, in seconds (default 60).
+ */
+/** @typedef {import('./reconnect.js').BackoffOptions & ReconnectExtras} ReconnectOptions */
+/**
+ * @typedef {object} ConnectionOptions
+ * @property {string} url Server address: ws(s):// or http(s)://, with or without /v1/listen.
+ * @property {string | (() => string | Promise<string>)} [token] A token, or a function returning a fresh one for every (re)connect.
+ * @property {string} [apiKey] API key sent as `Authorization: Bearer` (Node only: browsers cannot set headers; use `token`).
+ * @property {Record<string, string>} [headers] Extra handshake headers (Node only).
+ * @property {import('./messages.js').QueryParams} [params] Extra raw query parameters.
+ * @property {WebSocketConstructor} [WebSocket] WebSocket implementation where there is no global one (e.g. `ws` on Node 20).
+ * @property {boolean | ReconnectOptions} [reconnect] Reconnect after an unexpected close (default off).
+ * @property {number} [keepaliveMs] Send a keepalive after this long without sending (default 5000; 0 = never).
+ * @property {number} [connectTimeoutMs] Give up on a (re)connect that got no `ready` in this time (default 15000).
+ */
+/** @typedef {Omit<import('./messages.js').ListenOptions, 'token'> & ConnectionOptions} ClientOptions */
+/** @typedef {'idle' | 'connecting' | 'open' | 'reconnecting' | 'closing' | 'closed'} ClientState */
+/**
+ * Fields the client adds to utterance events.
+ * @typedef {object} StreamPosition
+ * @property {number} index Client-side utterance index: 0, 1, 2, … across reconnects, never repeated.
+ * @property {number} session Which session (0 = first, 1 after the first reconnect, …) produced it.
+ * @property {number} streamStart `start` on the client's stream clock (seconds since the first sample passed to sendAudio).
+ */
+/**
+ * @typedef {object} ReadyExtras
+ * @property {number} session
+ * @property {boolean} resumed True when this session replaced a lost one.
+ */
+/** @typedef {import('./messages.js').ReadyMessage & ReadyExtras} ReadyEvent */
+/** @typedef {import('./messages.js').SpeechStartedMessage & StreamPosition} SpeechStartedEvent */
+/**
+ * @typedef {object} PartialExtras
+ * @property {number} streamEnd
+ * @property {number | undefined} latencyMs ms from handing the audio at `end` to sendAudio until this message arrived.
+ */
+/** @typedef {import('./messages.js').PartialMessage & StreamPosition & PartialExtras} PartialEvent */
+/**
+ * @typedef {object} FinalExtras
+ * @property {number} streamEnd
+ * @property {number | undefined} latencyMs ms from handing the audio at `end` to sendAudio until this final arrived (includes endpointing).
+ */
+/** @typedef {import('./messages.js').FinalMessage & StreamPosition & FinalExtras} FinalEvent */
+/**
+ * @typedef {object} ErrorEvent
+ * @property {'error'} type
+ * @property {string} code
+ * @property {string} message
+ * @property {boolean} fatal True when the stream ended because of it.
+ * @property {number} [closeCode]
+ * @property {number} [status]
+ */
+/**
+ * @typedef {object} ReconnectingEvent
+ * @property {'reconnecting'} type
+ * @property {number} attempt
+ * @property {number} delayMs
+ * @property {number} closeCode
+ * @property {string} reason
+ */
+/**
+ * Audio that could not be replayed after a reconnect (replay bound exceeded).
+ * @typedef {object} GapEvent
+ * @property {'gap'} type
+ * @property {number} streamStart
+ * @property {number} streamEnd
+ * @property {number} lostSeconds
+ */
+/**
+ * @typedef {object} ClosedEvent
+ * @property {'closed'} type
+ * @property {number} code
+ * @property {string} reason
+ * @property {boolean} graceful True after a complete close_stream → closed exchange (or a normal server close).
+ * @property {EarshotError} [error]
+ */
+/**
+ * @typedef {object} StateEvent
+ * @property {'state'} type
+ * @property {ClientState} state
+ * @property {ClientState} previous
+ */
+/**
+ * @typedef {object} ClientEvents
+ * @property {ReadyEvent} ready
+ * @property {SpeechStartedEvent} speech_started
+ * @property {PartialEvent} partial
+ * @property {FinalEvent} final
+ * @property {ErrorEvent} error
+ * @property {ReconnectingEvent} reconnecting
+ * @property {GapEvent} gap
+ * @property {ClosedEvent} closed
+ * @property {StateEvent} state
+ * @property {import('./messages.js').ServerMessage} message Every parsed server message, unknown types included.
+ */
+/**
+ * @typedef {ReadyEvent | SpeechStartedEvent | PartialEvent | FinalEvent | ErrorEvent | ReconnectingEvent | GapEvent | ClosedEvent} StreamEvent
+ */
+
+/**
+ * Events yielded by async iteration over a client.
+ * @type {readonly StreamEvent['type'][]}
+ */
 export const STREAM_EVENTS = Object.freeze([
   'ready', 'speech_started', 'partial', 'final', 'error', 'reconnecting', 'gap', 'closed',
 ]);
 
 /** An error of the client or of its connection; `code` says which. */
 export class EarshotError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   * @param {object} [details]
+   */
   constructor(code, message, details = {}) {
     super(message);
     this.name = 'EarshotError';
+    /** 'handshake_failed' | 'connection_closed' | 'close_timeout' | 'stream_closed' | 'terminated' | … */
     this.code = code;
+    /** HTTP status of a refused handshake (Node only). @type {number | undefined} */
+    this.status = undefined;
+    /** Body of a refused handshake, e.g. which parameter was wrong (Node only). @type {string | undefined} */
+    this.body = undefined;
+    /** @type {number | undefined} */
+    this.closeCode = undefined;
     Object.assign(this, details);
   }
 }
@@ -28,53 +157,83 @@ const DEFAULT_RECONNECT = { maxRetries: 8, initialDelayMs: 250, maxDelayMs: 1000
 const now = () => Date.now();
 const unref = (timer) => (typeof timer?.unref === 'function' ? timer.unref() : timer);
 
+/**
+ * One logical audio stream to Earshot, carried by one WebSocket session (or several,
+ * with `reconnect`).
+ * @extends {Emitter<ClientEvents>}
+ * @implements {AsyncIterable<StreamEvent>}
+ */
 export class EarshotClient extends Emitter {
-  /** @param {import('./client.d.ts').ClientOptions} options */
+  /** @param {ClientOptions} options */
   constructor(options) {
     super();
     if (!options || !options.url) throw new TypeError('options.url is required (e.g. "ws://localhost:8000")');
     const o = { sampleRate: 16000, encoding: 'pcm_s16le', format: 'json', keepaliveMs: 5000, connectTimeoutMs: 15000, ...options };
     // Validate every option now rather than at the first (re)connect.
     buildListenUrl(o.url, { ...o, token: typeof o.token === 'string' ? o.token : undefined }, o.params);
+    /** @readonly @type {Readonly<ClientOptions>} */
     this.options = o;
+    /** @private */
     this._WebSocket = o.WebSocket ?? globalThis.WebSocket;
     if (typeof this._WebSocket !== 'function') {
       throw new TypeError('no WebSocket implementation: pass { WebSocket } (for example from the "ws" package) on Node < 22');
     }
+    /** @private */
     this._reconnect = o.reconnect ? { ...DEFAULT_RECONNECT, ...(o.reconnect === true ? {} : o.reconnect) } : null;
+    /** @private */
     this._bytesPerSample = bytesPerSample(o.encoding);
+    /** @private */
     this._maxFrame = maxFrameBytes(o.sampleRate, o.encoding, 1);
+    /** @private */
     this._ledger = new AudioLedger({
       sampleRate: o.sampleRate,
       bytesPerSample: this._bytesPerSample,
       maxReplaySeconds: this._reconnect ? this._reconnect.maxReplaySeconds : 30,
     });
+    /** @private */
     this._seq = new FinalSequencer();
 
-    /** 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closing' | 'closed' */
+    /** @readonly @type {ClientState} */
     this.state = 'idle';
-    /** Sessions started so far minus one: 0 for the first, 1 after the first reconnect, … */
+    /** 0 for the first session, +1 per reconnect; -1 before the first ready. @readonly */
     this.session = -1;
+    /** @readonly @type {string | null} */
     this.sessionId = null;
-    /** The last `ready` message. */
+    /** The last `ready` message. @readonly @type {import('./messages.js').ReadyMessage | null} */
     this.readyMessage = null;
+    /** @readonly @type {{ reconnects: number, finals: number, sentSeconds: number, lastLatencyMs: number | undefined }} */
     this.stats = { reconnects: 0, finals: 0, sentSeconds: 0, lastLatencyMs: undefined };
 
+    /** @private */
     this._socket = null;
+    /** @private */
     this._live = false; // the current socket got `ready` and the replay was sent
+    /** @private */
     this._attempt = 0; // reconnect attempts since the last ready
+    /** @private */
     this._closing = false; // close() was called
+    /** @private */
     this._serverClosed = false; // the server's `closed` message arrived
+    /** @private */
     this._closedEvent = null;
+    /** @private */
     this._decode = undefined;
+    /** @private */
     this._timers = new Set();
+    /** @private */
     this._keepalive = null;
+    /** @private */
     this._lastSendAt = 0;
+    /** @private */
     this._pendingConnect = null;
+    /** @private */
     this._pendingClose = null;
   }
 
-  /** Open the first session; resolves with the client once the server said `ready`. */
+  /**
+   * Open the first session; resolves with the client once the server said `ready`.
+   * @returns {Promise<this>}
+   */
   async connect() {
     if (this.state !== 'idle') throw new EarshotError('invalid_state', `connect() in state ${this.state}`);
     this._setState('connecting');
@@ -94,6 +253,8 @@ export class EarshotClient extends Emitter {
    * Send audio: Int16Array or Float32Array samples (converted to the announced
    * encoding), or an ArrayBuffer/Uint8Array already in it. Audio sent while
    * (re)connecting is held and sent once the session is ready.
+   * @param {import('./framing.js').AudioInput} audio
+   * @returns {void}
    */
   sendAudio(audio) {
     if (this._closing || this.state === 'closed') {
@@ -108,7 +269,10 @@ export class EarshotClient extends Emitter {
     this.stats.sentSeconds = this._ledger.totalSamples / this.options.sampleRate;
   }
 
-  /** End the current utterance now; its `final` follows. */
+  /**
+   * End the current utterance now; its `final` follows.
+   * @returns {void}
+   */
   finalize() {
     if (this._closing || this.state === 'closed') return;
     this._ledger.markFinalize();
@@ -120,6 +284,8 @@ export class EarshotClient extends Emitter {
    * remaining finals, then `closed`. Resolves with the `closed` event after the
    * socket closed; rejects if that cannot happen (connection lost for good,
    * or `timeoutMs` passed).
+   * @param {{ timeoutMs?: number }} [options]
+   * @returns {Promise<ClosedEvent>}
    */
   close({ timeoutMs = 30000 } = {}) {
     if (this.state === 'closed') {
@@ -148,20 +314,27 @@ export class EarshotClient extends Emitter {
     return promise;
   }
 
-  /** Abort now: no more finals; pending close() rejects. */
+  /**
+   * Abort now: no more finals; pending close() rejects.
+   * @returns {void}
+   */
   terminate() {
     if (this.state === 'closed') return;
     this._dropSocket(1000, 'terminated by client');
     this._finish({ code: 1000, reason: 'terminated by client', error: this._pendingClose ? new EarshotError('terminated', 'terminate() was called') : undefined });
   }
 
-  /** Events of STREAM_EVENTS from now until `closed`, in order. */
+  /**
+   * Events of STREAM_EVENTS from now until `closed`, in order.
+   * @returns {AsyncIterableIterator<StreamEvent>}
+   */
   [Symbol.asyncIterator]() {
     return iterateEvents(this, STREAM_EVENTS, 'closed', this.state === 'closed');
   }
 
   // ---------------------------------------------------------------- sessions
 
+  /** @private */
   async _open() {
     this._live = false;
     this._serverClosed = false;
@@ -231,6 +404,7 @@ export class EarshotClient extends Emitter {
     });
   }
 
+  /** @private */
   _onFrame(data) {
     let msg;
     try {
@@ -288,6 +462,7 @@ export class EarshotClient extends Emitter {
     }
   }
 
+  /** @private */
   _onReady(msg) {
     this._attempt = 0;
     this.session += 1;
@@ -315,6 +490,7 @@ export class EarshotClient extends Emitter {
   }
 
   // A socket is gone: finish, or schedule a reconnect.
+  /** @private */
   _onSessionEnd({ code, reason, opened, error, status, body, fatal }) {
     if (this.state === 'closed') return;
     if (this._serverClosed) {
@@ -352,6 +528,7 @@ export class EarshotClient extends Emitter {
     this._later(delayMs, () => this._open(), false);
   }
 
+  /** @private */
   _finish({ code, reason, error, graceful = false }) {
     if (this.state === 'closed') return;
     for (const t of this._timers) clearTimeout(t);
@@ -373,6 +550,7 @@ export class EarshotClient extends Emitter {
 
   // ---------------------------------------------------------------- helpers
 
+  /** @private */
   _send(data) {
     const s = this._socket;
     if (s && s.readyState === OPEN) {
@@ -381,6 +559,7 @@ export class EarshotClient extends Emitter {
     }
   }
 
+  /** @private */
   _dropSocket(code, reason) {
     const s = this._socket;
     this._socket = null;
@@ -392,6 +571,7 @@ export class EarshotClient extends Emitter {
     }
   }
 
+  /** @private */
   _setState(state) {
     if (state === this.state) return;
     const previous = this.state;
@@ -399,12 +579,14 @@ export class EarshotClient extends Emitter {
     this.emit('state', { type: 'state', state, previous });
   }
 
+  /** @private */
   _latency(streamSeconds) {
     const t = this._ledger.sentAt(Math.round(streamSeconds * this.options.sampleRate));
     return t === undefined ? undefined : now() - t;
   }
 
   // `weak` timers only guard something else (a socket) and need not keep Node running.
+  /** @private */
   _later(ms, fn, weak = true) {
     const t = setTimeout(() => {
       this._timers.delete(t);
@@ -415,6 +597,7 @@ export class EarshotClient extends Emitter {
     return t;
   }
 
+  /** @private */
   _startKeepalive() {
     this._stopKeepalive();
     const ms = this.options.keepaliveMs;
@@ -425,13 +608,18 @@ export class EarshotClient extends Emitter {
     unref(this._keepalive);
   }
 
+  /** @private */
   _stopKeepalive() {
     if (this._keepalive) clearInterval(this._keepalive);
     this._keepalive = null;
   }
 }
 
-/** Create a client and open its first session: `const stream = await connect({ url })`. */
+/**
+ * Create a client and open its first session: `const stream = await connect({ url })`.
+ * @param {ClientOptions} options
+ * @returns {Promise<EarshotClient>}
+ */
 export function connect(options) {
   return new EarshotClient(options).connect();
 }

@@ -2,23 +2,45 @@
 // EventEmitter/EventTarget quirks: no throw on unhandled 'error', plain objects
 // as payloads), plus async iteration over a chosen set of event types.
 
+/**
+ * Minimal typed event emitter shared by the client and the microphone capture.
+ * @template {object} [Events=Record<string, unknown>]
+ */
 export class Emitter {
   constructor() {
+    /** @private @type {Map<string, Set<(event: any) => void>>} */
     this._listeners = new Map();
   }
 
-  /** Subscribe; returns a function that unsubscribes. Type '*' receives every event. */
+  /**
+   * Subscribe; returns a function that unsubscribes. Type '*' receives every event.
+   * @template {keyof Events & string} K
+   * @param {K | '*'} type
+   * @param {(event: Events[K]) => void} listener
+   * @returns {() => void}
+   */
   on(type, listener) {
     if (!this._listeners.has(type)) this._listeners.set(type, new Set());
     this._listeners.get(type).add(listener);
     return () => this.off(type, listener);
   }
 
+  /**
+   * @template {keyof Events & string} K
+   * @param {K | '*'} type
+   * @param {(event: Events[K]) => void} listener
+   * @returns {void}
+   */
   off(type, listener) {
     this._listeners.get(type)?.delete(listener);
   }
 
-  /** Resolves with the next event of `type`. */
+  /**
+   * Resolves with the next event of `type`.
+   * @template {keyof Events & string} K
+   * @param {K} type
+   * @returns {Promise<Events[K]>}
+   */
   once(type) {
     return new Promise((resolve) => {
       const off = this.on(type, (event) => {
@@ -28,6 +50,12 @@ export class Emitter {
     });
   }
 
+  /**
+   * @template {keyof Events & string} K
+   * @param {K} type
+   * @param {Events[K]} event
+   * @returns {void}
+   */
   emit(type, event) {
     for (const set of [this._listeners.get(type), this._listeners.get('*')]) {
       if (!set) continue;
@@ -48,9 +76,17 @@ export class Emitter {
 /**
  * Async iterator over an emitter's events of `types`, buffered from the moment
  * it is created, ending after an event of type `endType` has been yielded.
+ * @template {{ type: string }} T
+ * @param {Emitter<any>} emitter
+ * @param {readonly string[]} types
+ * @param {string} endType
+ * @param {boolean} [alreadyEnded]
+ * @returns {AsyncIterableIterator<T>}
  */
 export function iterateEvents(emitter, types, endType, alreadyEnded = false) {
+  /** @type {T[]} */
   const queue = [];
+  /** @type {((result: IteratorResult<T>) => void) | null} */
   let waiting = null;
   let done = alreadyEnded;
   const onEvent = (event) => {

@@ -9,6 +9,27 @@
 
 import { Emitter } from './events.js';
 
+/**
+ * @typedef {'permission_denied' | 'no_device' | 'device_busy' | 'device_lost' | 'insecure_context' | 'unsupported' | 'audio_failed'} MicrophoneErrorCode
+ */
+/**
+ * @typedef {object} MicrophoneOptions
+ * @property {number} [sampleRate] Rate of the PCM frames handed out (default 16000).
+ * @property {number} [frameMs] Frame length in ms, 20-100 (default 50).
+ * @property {string} [deviceId] A device from enumerateDevices().
+ * @property {Record<string, unknown>} [constraints] Extra getUserMedia audio constraints (echoCancellation, noiseSuppression, …).
+ * @property {string | { href: string }} [workletUrl] Where mic-worklet.js is served (default: next to mic.js).
+ */
+/**
+ * @typedef {object} MicrophoneEvents
+ * @property {Int16Array} audio One frame of 16-bit mono PCM at `sampleRate`.
+ * @property {import('./framing.js').AudioLevel} level
+ * @property {MicrophoneError} error
+ * @property {{ type: 'start', inputSampleRate: number, deviceLabel: string | undefined }} start
+ * @property {{ type: 'stop', reason: 'stopped' | 'device_lost' }} stop
+ */
+
+/** @type {Readonly<Record<MicrophoneErrorCode, string>>} */
 const MESSAGES = {
   permission_denied: 'Microphone access was denied. Allow the microphone for this site (see the address bar) and try again.',
   no_device: 'No microphone was found. Connect one (or pick another device) and try again.',
@@ -21,16 +42,28 @@ const MESSAGES = {
 
 /** A capture problem; `code` is one of the keys of MicrophoneError.MESSAGES. */
 export class MicrophoneError extends Error {
+  /** What each code means, as shown to users. */
+  static MESSAGES = MESSAGES;
+
+  /**
+   * @param {MicrophoneErrorCode} code
+   * @param {string} [detail]
+   */
   constructor(code, detail) {
     super(detail ? `${MESSAGES[code] ?? code} (${detail})` : MESSAGES[code] ?? code);
     this.name = 'MicrophoneError';
+    /** @type {MicrophoneErrorCode} */
     this.code = code;
   }
 }
-MicrophoneError.MESSAGES = MESSAGES;
 
-/** Map a getUserMedia DOMException to a MicrophoneError. */
-export function microphoneErrorFrom(e) {
+/**
+ * Map a getUserMedia DOMException to a MicrophoneError.
+ * @param {unknown} error
+ * @returns {MicrophoneError}
+ */
+export function microphoneErrorFrom(error) {
+  const e = /** @type {{ name?: string, message?: string } | undefined} */ (error);
   switch (e?.name) {
     case 'NotAllowedError':
     case 'PermissionDeniedError':
@@ -45,38 +78,47 @@ export function microphoneErrorFrom(e) {
     case 'AbortError':
       return new MicrophoneError('device_busy', e.message);
     default:
-      return new MicrophoneError('audio_failed', e?.message ?? String(e));
+      return new MicrophoneError('audio_failed', e?.message ?? String(error));
   }
 }
 
+/**
+ * Microphone capture: 16-bit mono PCM frames at `sampleRate`, and their level.
+ * @extends {Emitter<MicrophoneEvents>}
+ */
 export class MicrophoneCapture extends Emitter {
-  /**
-   * @param {object} [options]
-   * @param {number} [options.sampleRate=16000] rate of the PCM frames handed out
-   * @param {number} [options.frameMs=50] frame length, 20-100 ms
-   * @param {string} [options.deviceId] a device from enumerateDevices()
-   * @param {MediaTrackConstraints} [options.constraints] extra audio constraints (echoCancellation, …)
-   * @param {string|URL} [options.workletUrl] where mic-worklet.js is served (default: next to this file)
-   */
+  /** @param {MicrophoneOptions} [options] */
   constructor({ sampleRate = 16000, frameMs = 50, deviceId, constraints = {}, workletUrl } = {}) {
     super();
     if (!(frameMs >= 20 && frameMs <= 100)) throw new RangeError('frameMs must be between 20 and 100');
+    /** @readonly */
     this.sampleRate = sampleRate;
+    /** @readonly */
     this.frameMs = frameMs;
+    /** @readonly */
     this.deviceId = deviceId;
+    /** @readonly */
     this.constraints = constraints;
+    /** @readonly @type {string | { href: string }} */
     this.workletUrl = workletUrl ?? new URL('./mic-worklet.js', import.meta.url);
+    /** @readonly */
     this.active = false;
-    /** The AudioContext's (device-side) rate once started. */
+    /** The AudioContext's (device-side) rate once started. @readonly @type {number | undefined} */
     this.inputSampleRate = undefined;
+    /** @readonly @type {string | undefined} */
     this.deviceLabel = undefined;
-    /** The latest { rms, peak, dbfs } of a frame. */
+    /** The latest { rms, peak, dbfs } of a frame. @readonly @type {import('./framing.js').AudioLevel} */
     this.level = { rms: 0, peak: 0, dbfs: -100 };
+    /** @private @type {any} */
     this._parts = null;
+    /** @private @type {(() => void) | null} */
     this._stopped = null;
   }
 
-  /** Ask for the microphone and start producing 'audio' and 'level' events. Throws MicrophoneError. */
+  /**
+   * Ask for the microphone and start producing 'audio' and 'level' events. Rejects with MicrophoneError.
+   * @returns {Promise<void>}
+   */
   async start() {
     if (this.active) return;
     const media = globalThis.navigator?.mediaDevices;
@@ -121,7 +163,10 @@ export class MicrophoneCapture extends Emitter {
     this.emit('start', { type: 'start', inputSampleRate: this.inputSampleRate, deviceLabel: this.deviceLabel });
   }
 
-  /** Stop capturing; the audio still buffered in the worklet is delivered first. */
+  /**
+   * Stop capturing; the audio still buffered in the worklet is delivered first.
+   * @returns {Promise<void>}
+   */
   async stop() {
     if (!this.active) return;
     const parts = this._parts;
@@ -137,6 +182,10 @@ export class MicrophoneCapture extends Emitter {
     this.emit('stop', { type: 'stop', reason: 'stopped' });
   }
 
+  /**
+   * @private
+   * @param {any} data
+   */
   _onWorkletMessage(data) {
     if (data.type === 'audio') {
       this.level = data.level;
@@ -147,7 +196,10 @@ export class MicrophoneCapture extends Emitter {
     }
   }
 
-  // The device went away (unplugged, permission revoked, OS took it).
+  /**
+   * The device went away (unplugged, permission revoked, OS took it).
+   * @private
+   */
   _lost() {
     if (!this.active) return;
     const parts = this._parts;
@@ -158,6 +210,10 @@ export class MicrophoneCapture extends Emitter {
     this.emit('stop', { type: 'stop', reason: 'device_lost' });
   }
 
+  /**
+   * @private
+   * @param {any} parts
+   */
   _teardown(parts) {
     if (!parts) return;
     for (const track of parts.stream?.getTracks() ?? []) {

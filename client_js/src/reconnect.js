@@ -19,6 +19,23 @@ const RETRYABLE = new Set([
   1014, // bad gateway
 ]);
 
+/**
+ * @typedef {object} BackoffOptions
+ * @property {number} [initialDelayMs] First delay (default 250).
+ * @property {number} [maxDelayMs] Longest delay (default 10000).
+ * @property {number} [factor] Growth per attempt (default 2).
+ * @property {number} [jitter] Fraction of the delay that is randomized (0 = none; default 0.5).
+ * @property {number} [overloadedDelayMs] Least delay after close code 1013 (server overloaded; default 1000).
+ */
+/**
+ * One thing to send a new session: audio bytes, or a finalize mark.
+ * @typedef {{ bytes: Uint8Array, finalize?: undefined } | { finalize: true, bytes?: undefined }} ReplayEntry
+ */
+
+/**
+ * @param {number} code a WebSocket close code
+ * @returns {boolean}
+ */
 export function isRetryableClose(code) {
   return RETRYABLE.has(code);
 }
@@ -27,6 +44,11 @@ export function isRetryableClose(code) {
  * Delay before reconnect attempt `attempt` (0-based): exponential, capped, with
  * jitter so that many clients dropped at once do not return at once. An
  * overloaded server (1013) gets at least `overloadedDelayMs`.
+ * @param {number} attempt
+ * @param {BackoffOptions} [options]
+ * @param {number} [code] the close code that ended the last session
+ * @param {() => number} [random] uniform in [0, 1)
+ * @returns {number}
  */
 export function backoffDelay(attempt, options = {}, code = undefined, random = Math.random) {
   const { initialDelayMs = 250, maxDelayMs = 10000, factor = 2, jitter = 0.5, overloadedDelayMs = 1000 } = options;
@@ -43,18 +65,32 @@ export function backoffDelay(attempt, options = {}, code = undefined, random = M
  * beyond that the oldest is dropped, and `takeGap` reports what a replay missed.
  */
 export class AudioLedger {
+  /** @param {{ sampleRate: number, bytesPerSample: number, maxReplaySeconds?: number }} options */
   constructor({ sampleRate, bytesPerSample, maxReplaySeconds = 60 }) {
+    /** @readonly */
     this.sampleRate = sampleRate;
+    /** @readonly */
     this.bytesPerSample = bytesPerSample;
+    /** @readonly */
     this.maxSamples = Math.max(1, Math.round(maxReplaySeconds * sampleRate));
-    this.totalSamples = 0; // stream samples appended so far
-    this.coveredSample = 0; // the stream before this is covered by delivered finals
-    this.replayFrom = 0; // first sample still held (>= coveredSample; more once the bound cut in)
-    this._chunks = []; // {start, bytes, sentAt}, contiguous from replayFrom to totalSamples
-    this._marks = []; // stream positions of finalize requests, ascending
+    /** Stream samples appended so far. @readonly */
+    this.totalSamples = 0;
+    /** The stream before this sample is covered by delivered finals. @readonly */
+    this.coveredSample = 0;
+    /** First sample still held (>= coveredSample; more once the bound cut in). @readonly */
+    this.replayFrom = 0;
+    /** @private @type {{ start: number, bytes: Uint8Array, sentAt: number }[]} contiguous from replayFrom to totalSamples */
+    this._chunks = [];
+    /** @private @type {number[]} stream positions of finalize requests, ascending */
+    this._marks = [];
   }
 
-  /** Record encoded audio; returns its stream sample range. */
+  /**
+   * Record encoded audio; returns its stream sample range.
+   * @param {Uint8Array} bytes
+   * @param {number} [sentAt] wall-clock ms
+   * @returns {{ start: number, end: number }}
+   */
   append(bytes, sentAt = Date.now()) {
     const start = this.totalSamples;
     this._chunks.push({ start, bytes, sentAt });
@@ -64,12 +100,19 @@ export class AudioLedger {
     return { start, end: this.totalSamples };
   }
 
-  /** Record a finalize request at the current stream position, to repeat it on replay. */
+  /**
+   * Record a finalize request at the current stream position, to repeat it on replay.
+   * @returns {void}
+   */
   markFinalize() {
     this._marks.push(this.totalSamples);
   }
 
-  /** A final covers the stream up to `sample`: that audio is never needed again. */
+  /**
+   * A final covers the stream up to `sample`: that audio is never needed again.
+   * @param {number} sample
+   * @returns {void}
+   */
   acknowledge(sample) {
     const to = Math.min(Math.round(sample), this.totalSamples);
     if (to > this.coveredSample) this.coveredSample = to;
@@ -78,6 +121,10 @@ export class AudioLedger {
 
   // Forget audio before stream sample `to`, cutting a chunk if needed. A finalize
   // mark at or before `to` is dropped too: at the start of a replay it is a no-op.
+  /**
+   * @private
+   * @param {number} to
+   */
   _dropBefore(to) {
     this.replayFrom = to;
     const c = this._chunks;
@@ -90,8 +137,12 @@ export class AudioLedger {
     while (this._marks.length && this._marks[0] <= to) this._marks.shift();
   }
 
-  /** What a new session must be sent first, in stream order: `{bytes}` audio and `{finalize: true}` marks. */
+  /**
+   * What a new session must be sent first, in stream order: `{bytes}` audio and `{finalize: true}` marks.
+   * @returns {ReplayEntry[]}
+   */
   replayEntries() {
+    /** @type {ReplayEntry[]} */
     const out = [];
     let m = 0;
     for (const chunk of this._chunks) {
@@ -102,7 +153,10 @@ export class AudioLedger {
     return out;
   }
 
-  /** Samples held for replay. */
+  /**
+   * Samples held for replay.
+   * @returns {number}
+   */
   get heldSamples() {
     return this.totalSamples - this.replayFrom;
   }
@@ -111,6 +165,7 @@ export class AudioLedger {
    * For a new session: the stream range [from, to) that no delivered final
    * covers but that the bound already dropped, so it cannot be replayed (null
    * when nothing is missing). Reported once: afterwards it counts as covered.
+   * @returns {{ from: number, to: number } | null}
    */
   takeGap() {
     if (this.replayFrom <= this.coveredSample) return null;
@@ -119,7 +174,11 @@ export class AudioLedger {
     return gap;
   }
 
-  /** Wall-clock ms at which the audio holding stream sample `sample` was sent, if still held. */
+  /**
+   * Wall-clock ms at which the audio holding stream sample `sample` was sent, if still held.
+   * @param {number} sample
+   * @returns {number | undefined}
+   */
   sentAt(sample) {
     const c = this._chunks;
     let lo = 0;
@@ -145,26 +204,46 @@ export class AudioLedger {
  */
 export class FinalSequencer {
   constructor() {
-    this.nextIndex = 0; // index the next new final will get
+    /** Index the next new final will get. @readonly */
+    this.nextIndex = 0;
+    /** @private */
     this._base = 0;
+    /** @private */
     this._offsetSamples = 0;
   }
 
-  /** A new session starts; its audio clock 0 is stream sample `offsetSamples`. */
+  /**
+   * A new session starts; its audio clock 0 is stream sample `offsetSamples`.
+   * @param {number} offsetSamples
+   * @returns {void}
+   */
   startSession(offsetSamples) {
     this._base = this.nextIndex;
     this._offsetSamples = offsetSamples;
   }
 
+  /**
+   * Stream sample at which the current session's audio clock is 0.
+   * @returns {number}
+   */
   get offsetSamples() {
     return this._offsetSamples;
   }
 
+  /**
+   * The client-side index of the current session's `utterance`.
+   * @param {number} utterance
+   * @returns {number}
+   */
   indexOf(utterance) {
     return this._base + utterance;
   }
 
-  /** Returns true when the final for `utterance` is new (and records it), false for a duplicate. */
+  /**
+   * Returns true when the final for `utterance` is new (and records it), false for a duplicate.
+   * @param {number} utterance
+   * @returns {boolean}
+   */
   acceptFinal(utterance) {
     const index = this.indexOf(utterance);
     if (index < this.nextIndex) return false;

@@ -13,41 +13,64 @@ function gcd(a, b) {
   return a;
 }
 
+/**
+ * @typedef {object} ResamplerOptions
+ * @property {number} [zeroCrossings] Filter half-length in zero crossings (default 16): quality vs CPU.
+ * @property {number} [rolloff] Cutoff as a fraction of the lower Nyquist frequency (default 0.92).
+ */
+
+/** Streaming windowed-sinc resampler; output is aligned with the input (no delay in the output timeline). */
 export class Resampler {
   /**
    * @param {number} fromRate input rate in Hz (integer)
    * @param {number} toRate output rate in Hz (integer)
-   * @param {{zeroCrossings?: number, rolloff?: number}} [options]
-   *   zeroCrossings: filter half-length in zero crossings (quality vs CPU);
-   *   rolloff: cutoff as a fraction of the lower Nyquist frequency.
+   * @param {ResamplerOptions} [options]
    */
   constructor(fromRate, toRate, { zeroCrossings = 16, rolloff = 0.92 } = {}) {
     for (const [name, r] of [['fromRate', fromRate], ['toRate', toRate]]) {
       if (!Number.isInteger(r) || r <= 0) throw new RangeError(`${name} must be a positive integer, got ${r}`);
     }
+    /** @readonly */
     this.fromRate = fromRate;
+    /** @readonly */
     this.toRate = toRate;
     const g = gcd(fromRate, toRate);
+    /** @private */
     this._L = toRate / g; // output steps per M input samples
+    /** @private */
     this._M = fromRate / g;
+    /** @private */
     this._identity = fromRate === toRate;
+    /** @private */
     this._fc = Math.min(1, toRate / fromRate) * rolloff; // cutoff, relative to the input Nyquist
+    /** @private */
     this._half = Math.ceil(zeroCrossings / this._fc); // filter half-width in input samples
+    /** @private */
     this._phases = this._L <= MAX_CACHED_PHASES ? new Array(this._L) : null;
+    /** @private */
     this._scratch = new Float32Array(2 * this._half);
     this.reset();
   }
 
-  /** Forget all buffered input: the next `process` starts a new stream. */
+  /**
+   * Forget all buffered input: the next `process` starts a new stream.
+   * @returns {void}
+   */
   reset() {
+    /** @private */
     this._buf = new Float32Array(0);
+    /** @private */
     this._bufStart = 0; // absolute input index of _buf[0]
+    /** @private */
     this._inCount = 0;
+    /** @private */
     this._i = 0; // next output sits at input position _i + _phase / _L
+    /** @private */
     this._phase = 0;
   }
 
   // Filter taps for a fractional offset phase/L, normalized to unit DC gain.
+  /** @private */
   _taps(phase) {
     if (this._phases && this._phases[phase]) return this._phases[phase];
     const H = this._half;
@@ -68,6 +91,7 @@ export class Resampler {
     return taps;
   }
 
+  /** @private */
   _run(final) {
     const H = this._half;
     const L = this._L;
@@ -104,7 +128,11 @@ export class Resampler {
     return out.slice(0, n);
   }
 
-  /** Feed input samples; returns the output samples that are now complete. */
+  /**
+   * Feed input samples; returns the output samples that are now complete.
+   * @param {Float32Array} input
+   * @returns {Float32Array}
+   */
   process(input) {
     if (this._identity) return Float32Array.from(input);
     const merged = new Float32Array(this._buf.length + input.length);
@@ -115,7 +143,10 @@ export class Resampler {
     return this._run(false);
   }
 
-  /** End of stream: returns the remaining output and resets for a new stream. */
+  /**
+   * End of stream: returns the remaining output and resets for a new stream.
+   * @returns {Float32Array}
+   */
   flush() {
     const rest = this._identity ? new Float32Array(0) : this._run(true);
     this.reset();
@@ -123,7 +154,14 @@ export class Resampler {
   }
 }
 
-/** One-shot conversion of a whole signal. */
+/**
+ * One-shot conversion of a whole signal.
+ * @param {Float32Array} input
+ * @param {number} fromRate
+ * @param {number} toRate
+ * @param {ResamplerOptions} [options]
+ * @returns {Float32Array}
+ */
 export function resample(input, fromRate, toRate, options) {
   const r = new Resampler(fromRate, toRate, options);
   const a = r.process(input);

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import test from 'node:test';
 import { encode } from '@msgpack/msgpack';
+import { EarshotClient } from '../src/client.js';
 import {
+  LIMITS,
   ProtocolError,
   buildListenUrl,
   controlMessage,
@@ -56,6 +58,32 @@ test('listen URL: invalid options are refused before connecting', () => {
   assert.throws(() => buildListenUrl('ws://h', { format: 'xml' }), /format/);
   assert.throws(() => buildListenUrl('ws://h', { language: 'English' }), /language/);
   assert.throws(() => buildListenUrl('ws://h', { interimResults: 'yes' }), /interimResults/);
+});
+
+// The server's limits (server/earshot/protocol.py, endpointing.py): what it would refuse
+// with 400 is refused here, and its extremes are accepted.
+test('listen URL: option ranges are the server\'s', () => {
+  const url = (options) => new URL(buildListenUrl('ws://h', options)).searchParams;
+  assert.deepEqual(LIMITS.endpointingMs, [100, 10000]);
+  assert.deepEqual(LIMITS.maxUtteranceS, [1, 29]);
+  for (const ok of [100, 500, 10000]) assert.equal(url({ endpointingMs: ok }).get('endpointing_ms'), String(ok));
+  for (const bad of [0, 99, 10001, 250.5, NaN, '300']) {
+    assert.throws(() => buildListenUrl('ws://h', { endpointingMs: bad }), /endpointingMs must be an integer from 100 to 10000/);
+  }
+  for (const ok of [1, 7.5, 29]) assert.equal(url({ maxUtteranceS: ok }).get('max_utterance_s'), String(ok));
+  for (const bad of [0, 0.5, 29.5, 60, -1, NaN, Infinity, '10']) {
+    assert.throws(() => buildListenUrl('ws://h', { maxUtteranceS: bad }), /maxUtteranceS must be a number from 1 to 29/);
+  }
+  for (const ok of [8000, 48000]) assert.equal(url({ sampleRate: ok }).get('sample_rate'), String(ok));
+  for (const bad of [7999, 48001, 16000.5]) assert.throws(() => buildListenUrl('ws://h', { sampleRate: bad }), /sampleRate/);
+  assert.equal(url({ prompt: 'é'.repeat(1000) }).get('prompt'), 'é'.repeat(1000));
+  assert.equal(url({ prompt: '🎙'.repeat(1000) }).get('prompt'), '🎙'.repeat(1000)); // characters, not UTF-16 units
+  assert.throws(() => buildListenUrl('ws://h', { prompt: 'x'.repeat(1001) }), /prompt must be a string of at most 1000 characters/);
+});
+
+test('client options are checked when the client is made, not at the first connect', () => {
+  assert.throws(() => new EarshotClient({ url: 'ws://h', WebSocket: class {}, endpointingMs: 50 }), RangeError);
+  assert.throws(() => new EarshotClient({ url: 'ws://h', WebSocket: class {}, maxUtteranceS: 30 }), RangeError);
 });
 
 test('control messages', () => {

@@ -1,4 +1,4 @@
-// The hand-written .d.ts files must compile and describe the API as used.
+// The .d.ts files (generated from the JSDoc) must compile and describe the API as used.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';

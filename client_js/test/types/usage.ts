@@ -1,8 +1,9 @@
-// Compiled (not run) by types.test.js: the hand-written declarations must
+// Compiled (not run) by types.test.js: the generated declarations must
 // describe the public API as the README uses it, under `strict`.
 import {
   EarshotClient,
   EarshotError,
+  LIMITS,
   MicrophoneCapture,
   MicrophoneError,
   Resampler,
@@ -40,6 +41,9 @@ export async function node(wav: Uint8Array): Promise<string[]> {
   stream.on('partial', (p) => p.text.length + p.streamEnd);
   stream.on('error', (e) => (e.fatal ? e.code : e.message));
   stream.on('state', (s) => s.state === 'reconnecting');
+  stream.on('*', (e) => e.type);
+  const first: FinalEvent = await stream.once('final');
+  texts.push(`${first.streamEnd} ${LIMITS.endpointingMs[0]}-${LIMITS.maxUtteranceS[1]}`);
   const { samples, sampleRate } = decodeWav(wav);
   stream.sendAudio(resample(samples, sampleRate, 16000));
   stream.sendAudio(new Int16Array(160));

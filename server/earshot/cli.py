@@ -265,7 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     stream = sub.add_parser("stream", help="stream an audio file to a server, paced in real time")
     stream.add_argument("file")
-    stream.add_argument("--url", default="ws://127.0.0.1:8000/v1/listen")
+    stream.add_argument(
+        "--url",
+        default=f"ws://{ServerConfig.host}:{ServerConfig.port}/v1/listen",
+        help="the server's /v1/listen [%(default)s]",
+    )
     stream.add_argument(
         "--speed", type=float, default=1.0, help="× real time; 0 = as fast as possible"
     )

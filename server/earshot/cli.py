@@ -36,6 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from earshot.app import create_app
     from earshot.drain import DrainingServer
     from earshot.engine import ModelLoadError
+    from earshot.handshake import guarded_ws_protocol
     from earshot.runtime import Runtime
 
     configure_logging(args.log_level, args.log_format, args.log_transcripts)
@@ -74,7 +75,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app,
         host=args.host,
         port=args.port,
-        ws="websockets",
+        ws=guarded_ws_protocol(config.streams.handshake_timeout_s),  # websockets-sansio
         log_level=args.log_level,
         log_config=None,  # uvicorn's loggers go through configure_logging's handler
         timeout_graceful_shutdown=10,

@@ -1,20 +1,92 @@
-"""``/v1/listen``: the thin asyncio adapter around a ``StreamSession``.
+"""``/v1/listen``: the asyncio adapter between a WebSocket and a sans-I/O ``StreamSession``.
 
-It moves client frames into the session, the session's requests into the scheduler,
-results back into the session, and the session's messages out to the socket through
-a single sender task (one writer per socket, so messages keep their order).
+Theory of operation
+===================
+
+The session (session.py) decides everything about a stream and does no I/O; this module
+only moves things between it, the socket and the scheduler. A connection goes through
+three stages.
+
+**Handshake** (``listen_endpoint``, ``_listen``). The query string becomes
+``SessionOptions`` (a bad value: HTTP 400); the access policy checks origin, key and
+per-key limits (HTTP 401/403/429); then admission control. A full or draining server
+refuses with an ``overloaded`` error message and close 1013, or, when a proxy asked with
+``x-earshot-refuse: http-503``, with HTTP 503 before the upgrade, so that the proxy tries
+the next replica (``_refuse``, the one refusal path). Otherwise the socket is accepted,
+the session is registered (admission, drain, metrics) and ``ready`` is queued first.
+
+**Streaming** (``Connection``, supervised by ``_serve``). Two tasks share the socket:
+
+- the *receiver* reads client frames. Audio passes the ``InputPacer`` (faster than real
+  time it waits; too far ahead is ``input_too_fast``), control messages keep their place
+  between the audio frames, and both then go into the session. The socket keeps being read
+  while audio waits, so pings are answered. Nothing received for ``idle_timeout_s`` ends
+  the stream (``idle_timeout``).
+- the *sender* is the socket's only writer, so messages go out in the order the session
+  made them. It takes them from the ``OutboundBuffer`` (bounded: partials coalesce,
+  finals are never dropped), encodes each as a text (JSON) or binary (msgpack) frame
+  (``_send_message``, the one encoder) and, once the connection is ``CLOSING`` and
+  nothing is queued, sends the close frame.
+
+After every input (a client frame, a transcript from the scheduler, a server-side end)
+``pump`` moves what the session produced: cancellations and requests to the scheduler,
+messages to the outbound queue, and, when the session is done, the close.
+
+**Ending.** Every way a connection ends is a transition of its ``State`` (below):
+
+- the client sends ``close_stream``: the session finalizes, sends its finals and
+  ``closed``; close 1000;
+- the server ends it (``drain`` on SIGTERM, or idle): the session finalizes and flushes
+  its finals, ``closed`` is withheld, and the close carries 1001 (``idle_timeout``: 1008);
+- the client breaks the contract (a bad frame or control message, input too fast; or an
+  internal error): an ``error`` message, then close with its code (1003, 1008, 1009,
+  1011). What the client still sends is read and dropped meanwhile, so the closing
+  handshake can reach its close frame; a client that doesn't take ours in 5 s is left;
+- the client stops reading and its queue overflows: it is cut off with 1008
+  ``slow_consumer``, without the messages it would not read;
+- the client goes away: nothing is left to deliver.
+
+Then the session is unregistered and late transcripts are dropped.
+
+Connection state
+================
+
+One ``State`` per connection, changed only by ``Connection._handle`` following
+``TRANSITIONS``. An event that leaves the state as it is has no effect (its close code
+included), which is how "the first close asked for wins" and "a second drain is a no-op"
+hold. Entering ``CLOSING`` wakes the sender; entering ``CUT_OFF`` wakes ``_serve``.
+
+=========  ===========  ==============  =======  ========  ===========
+state      server_ends  session_closed  failed   overflow  socket_done
+=========  ===========  ==============  =======  ========  ===========
+open       ending       closing         closing  cut_off   closed
+ending     ending       closing         closing  cut_off   closed
+closing    closing      closing         closing  cut_off   closed
+cut_off    cut_off      cut_off         cut_off  cut_off   closed
+closed     closed       closed          closed   closed    closed
+=========  ===========  ==============  =======  ========  ===========
+
+Errors
+======
+
+Exactly two exceptions mean "the peer went away" and are handled where they happen:
+``WebSocketDisconnect`` from a send (Starlette's name for uvicorn's ``ClientDisconnected``,
+see handshake.py) and ``TimeoutError`` where we wait for a client that doesn't read.
+Anything else is a bug: the receiver's are logged and close 1011, the sender's are logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from starlette.responses import JSONResponse
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from earshot import protocol
 from earshot.audio import ENCODINGS, AudioFormatError, FrameTooLarge
@@ -27,7 +99,53 @@ from earshot.transcript import Transcript, TranscriptionRequest
 log = logging.getLogger(__name__)
 
 REFUSE_HEADER = "x-earshot-refuse"
-"""Set to ``http-503`` by a proxy that fails over on 503 (see ``_refuse_before_upgrade``)."""
+"""Set to ``http-503`` by a proxy that fails over on 503 (see ``_refuse``)."""
+
+CLOSE_WAIT_S = 5.0
+"""How long a closing connection waits for a client that doesn't read."""
+
+
+class State(enum.Enum):
+    OPEN = "open"
+    """Streaming: client frames into the session, its messages out."""
+    ENDING = "ending"
+    """The server ends the stream (drain, idle): finals flushed, ``closed`` withheld."""
+    CLOSING = "closing"
+    """The close code is chosen: the sender sends what is queued, then the close frame."""
+    CUT_OFF = "cut_off"
+    """The client stopped reading: close now, without what is queued."""
+    CLOSED = "closed"
+    """The close frame is sent or the peer is gone: nothing more goes out."""
+
+
+class Event(enum.Enum):
+    SERVER_ENDS = "server_ends"
+    """``end``: drain or idle timeout (carries the close code)."""
+    SESSION_CLOSED = "session_closed"
+    """The session sent its last message."""
+    FAILED = "failed"
+    """The client broke the contract, or we did (carries the close code)."""
+    OVERFLOW = "overflow"
+    """The outbound queue is past its bound: the client is not reading."""
+    SOCKET_DONE = "socket_done"
+    """The close frame is committed, or the peer went away."""
+
+
+_O, _E, _C, _X, _D = State.OPEN, State.ENDING, State.CLOSING, State.CUT_OFF, State.CLOSED
+# fmt: off
+TRANSITIONS: dict[State, dict[Event, State]] = {
+    state: dict(zip(Event, row, strict=True))
+    for state, row in {
+        #    server_ends  session_closed  failed  overflow  socket_done
+        _O: (_E,          _C,             _C,     _X,       _D),
+        _E: (_E,          _C,             _C,     _X,       _D),
+        _C: (_C,          _C,             _C,     _X,       _D),
+        _X: (_X,          _X,             _X,     _X,       _D),
+        _D: (_D,          _D,             _D,     _D,       _D),
+    }.items()
+}
+"""``TRANSITIONS[state][event]``: the state after ``event`` (the table above)."""
+# fmt: on
 
 
 class Connection:
@@ -36,25 +154,39 @@ class Connection:
         self.runtime = runtime
         self.session = session
         self.limits = runtime.config.streams
+        self.state = State.OPEN
+        self.close_with: tuple[int, str] = (protocol.NORMAL, "")
+        """The close frame's code and reason (``end`` and ``fail`` set others)."""
         self.outbound = OutboundBuffer(self.limits.max_outbound_messages)
         """Bounded: partials coalesce, finals stay; overflow means the client is hopeless."""
         self._wake = asyncio.Event()
-        self._closing: tuple[int, str] | None = None
-        """Close code and reason, sent once everything queued is out."""
-        self.hopeless = asyncio.Event()
-        """The client stopped reading and the queue overflowed: cut it off now."""
+        """Set when the sender has something to do: a message, or the close frame."""
+        self.cut_off = asyncio.Event()
+        """Set on entering ``CUT_OFF``: ``_serve`` closes the connection now."""
         self.pacer: InputPacer[Mapping[str, Any]] = InputPacer(
             self.limits.max_input_lead_s, speed=self.limits.max_input_speed
         )
         options = session.options
         self._bytes_per_second = options.sample_rate * ENCODINGS[options.encoding].itemsize
-        self.alive = True
-        self.going_away = False
-        """Server draining: finals are flushed, then close 1001 instead of ``closed``."""
-        self.end_code = (protocol.GOING_AWAY, "server shutting down")
-        """What ``going_away`` closes with (``end`` sets others, e.g. idle timeout)."""
         self.observer = runtime.metrics.session(session.id)
 
+    # -- the state machine ----------------------------------------------------------------
+    def _handle(self, event: Event, close: tuple[int, str] | None = None) -> bool:
+        """Apply ``event``; True if the state changed (then ``close``, when given, is
+        what the close frame will carry)."""
+        new = TRANSITIONS[self.state][event]
+        if new is self.state:
+            return False
+        self.state = new
+        if close is not None:
+            self.close_with = close
+        if new is State.CLOSING:
+            self._wake.set()
+        elif new is State.CUT_OFF:
+            self.cut_off.set()
+        return True
+
+    # -- inputs ---------------------------------------------------------------------------
     def pump(self) -> None:
         """Forward whatever the session produced: engine work and client messages."""
         self.observer.received(self.session.audio_seconds)
@@ -64,74 +196,77 @@ class Connection:
             self.observer.requested(request)
             self.runtime.scheduler.submit(request, self.on_transcript)
         for message in self.session.messages_to_send():
-            if self.going_away and message["type"] == "closed":
-                continue  # the client never sent close_stream: it gets 1001 instead
+            if message["type"] == "closed" and self.close_with[0] != protocol.NORMAL:
+                continue  # ``closed`` promises close 1000: the server ended it (or an error)
             self.send(message)
         if self.session.closed:
-            if self.going_away:
-                self.close(*self.end_code)
-            else:
-                self.close(protocol.NORMAL)
+            self._handle(Event.SESSION_CLOSED)
 
     def drain(self) -> None:
         """Server shutting down: finalize what was heard, send its finals, close 1001."""
-        if self.session.closing:
-            return  # already finishing on the client's close_stream
-        self.going_away = True
-        self.session.close_stream()
-        self.pump()
+        self.end(protocol.GOING_AWAY, "server shutting down")
 
     def end(self, code: int, reason: str) -> None:
-        """End on the server's initiative (e.g. idle): flush finals, then close ``code``."""
-        if not self.session.closing:
-            self.end_code = (code, reason)
-            self.drain()
+        """End on the server's initiative: flush finals, then close ``code``. A stream
+        already finishing (the client's ``close_stream``, an earlier end) goes on as is."""
+        if not self.session.closing and self._handle(Event.SERVER_ENDS, (code, reason)):
+            self.session.close_stream()
+            self.pump()
+
+    def fail(self, code: int, name: str, detail: str) -> None:
+        """Send an ``error`` message, then close with ``code`` (unless already closing)."""
+        self.send(protocol.error_message(name, detail))
+        self._handle(Event.FAILED, (code, name))
 
     def on_transcript(self, request: TranscriptionRequest, transcript: Transcript) -> None:
-        if self.alive:
+        if self.state is not State.CLOSED:
             self.observer.answered(request, transcript)
             self.session.receive_transcript(request, transcript)
             self.pump()
 
     def send(self, message: dict[str, Any]) -> None:
+        """Queue ``message`` for the sender (dropped once nothing more goes out)."""
+        if self.state in (State.CUT_OFF, State.CLOSED):
+            return
         if not self.outbound.push(message):
-            self.hopeless.set()
+            self._handle(Event.OVERFLOW)
         self._wake.set()
 
-    def close(self, code: int, reason: str = "") -> None:
-        """Close once everything queued so far is sent (the first close asked for wins)."""
-        if self._closing is None:
-            self._closing = (code, reason)
-        self._wake.set()
+    def finished(self) -> None:
+        """The close frame is sent or the peer is gone."""
+        self._handle(Event.SOCKET_DONE)
 
+    # -- the tasks ------------------------------------------------------------------------
     async def sender(self) -> None:
+        """The socket's only writer: queued messages in order, then the close frame."""
         fmt = self.session.options.format
-        while True:
-            item = self.outbound.pop()
-            if item is None:
-                if self._closing is not None:
-                    await self.websocket.close(*self._closing)
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            frame = protocol.encode_message(item, fmt)
-            if isinstance(frame, bytes):
-                await self.websocket.send_bytes(frame)
-            else:
-                await self.websocket.send_text(frame)
-            self.observer.sent(item)
-            if item["type"] == "final":
-                # ``text`` is dropped by the log formatters unless --log-transcripts.
-                log.debug(
-                    "final %d sent",
-                    item["utterance"],
-                    extra={"session_id": self.session.id, "text": item["text"]},
-                )
+        try:
+            while True:
+                item = self.outbound.pop()
+                if item is None:
+                    if self.state is State.CLOSING:
+                        self.finished()
+                        await self.websocket.close(*self.close_with)
+                        return
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                await _send_message(self.websocket, item, fmt)
+                self.observer.sent(item)
+                if item["type"] == "final":
+                    # ``text`` is dropped by the log formatters unless --log-transcripts.
+                    log.debug(
+                        "final %d sent",
+                        item["utterance"],
+                        extra={"session_id": self.session.id, "text": item["text"]},
+                    )
+        except WebSocketDisconnect:
+            self.finished()  # the client went away: nothing left to deliver
 
     async def receiver(self) -> None:
         """Client frames pass the pacer (throttle for audio faster than real time) into
-        the session; the socket keeps being read meanwhile, so pings are answered."""
+        the session; the socket keeps being read meanwhile, so pings are answered.
+        Returns when the client is gone; raises on what breaks the contract."""
         idle = self.limits.idle_timeout_s or None
         while True:
             due = self.pacer.wait(time.monotonic())
@@ -177,7 +312,7 @@ class Connection:
 async def listen_endpoint(websocket: WebSocket) -> None:
     runtime: Runtime = websocket.app.state.runtime
     try:
-        options = protocol.parse_options(websocket.query_params, runtime.engine.languages)
+        options = protocol.parse_options(websocket.query_params, runtime.scheduler.languages)
     except protocol.ParameterError as exc:
         runtime.metrics.error(exc.body()["error"])
         await websocket.send_denial_response(JSONResponse(exc.body(), status_code=400))
@@ -192,16 +327,12 @@ async def listen_endpoint(websocket: WebSocket) -> None:
 
 
 async def _listen(websocket: WebSocket, runtime: Runtime, options: protocol.SessionOptions) -> None:
-    if websocket.headers.get(REFUSE_HEADER) == "http-503" and await _refuse_before_upgrade(
-        websocket, runtime
+    if websocket.headers.get(REFUSE_HEADER) == "http-503" and await _refuse(
+        websocket, runtime, options.format, before_upgrade=True
     ):
         return
-    await websocket.accept()
-    refusal = "server is shutting down" if runtime.draining else runtime.admission.refusal()
-    if refusal:
-        runtime.metrics.refused("draining" if runtime.draining else "overloaded")
-        log.info("session refused: %s", refusal)
-        await _refuse(websocket, options.format, refusal)
+    await websocket.accept()  # a client already gone: uvicorn's ClientDisconnected, expected
+    if await _refuse(websocket, runtime, options.format, before_upgrade=False):
         return
     session = StreamSession(options, runtime.vad.stream(), tuning=runtime.tuning)
     connection = Connection(websocket, runtime, session)
@@ -213,7 +344,7 @@ async def _listen(websocket: WebSocket, runtime: Runtime, options: protocol.Sess
             "type": "ready",
             "session_id": session.id,
             "sample_rate": options.sample_rate,
-            "model": runtime.engine.model_name,
+            "model": runtime.config.engine.model,
             "encoding": options.encoding,
             "language": options.language or protocol.LANGUAGE_AUTO,
             "replica": runtime.config.replica,
@@ -223,15 +354,15 @@ async def _listen(websocket: WebSocket, runtime: Runtime, options: protocol.Sess
     try:
         await _serve(connection, sender)
     finally:
-        connection.alive = False
+        connection.finished()
         connection.observer.closed()
         runtime.admission.closed()
         runtime.sessions.discard(session.id)
         runtime.drainers.pop(session.id, None)
         if not sender.done():
             sender.cancel()
-        elif not sender.cancelled():
-            sender.exception()  # e.g. a send to a socket the client had closed: expected
+        elif not sender.cancelled() and (error := sender.exception()) is not None:
+            log.error("session %s: sender failed", session.id, exc_info=error)
         log.info(
             "session %s ended after %.1f s of audio",
             session.id,
@@ -241,46 +372,56 @@ async def _listen(websocket: WebSocket, runtime: Runtime, options: protocol.Sess
 
 
 async def _serve(connection: Connection, sender: asyncio.Task[None]) -> None:
+    """Run the receiver next to ``sender`` until the connection ends (see the module
+    docstring): the client went away, the close frame went out, or it was cut off."""
     receiver = asyncio.create_task(connection.receiver())
-    hopeless = asyncio.create_task(connection.hopeless.wait())
+    cut_off = asyncio.create_task(connection.cut_off.wait())
     try:
         done, _ = await asyncio.wait(
-            {receiver, sender, hopeless}, return_when=asyncio.FIRST_COMPLETED
+            {receiver, sender, cut_off}, return_when=asyncio.FIRST_COMPLETED
         )
-        if hopeless in done:
-            # The client stopped reading: its sends would block forever. Cut it off.
-            sender.cancel()
-            log.warning("session %s: client not reading; closing", connection.session.id)
-            connection.runtime.metrics.error("slow_consumer")
-            await asyncio.wait_for(
-                connection.websocket.close(protocol.POLICY_VIOLATION, "slow_consumer"), 5
-            )
+        if cut_off in done:
+            await _cut_off(connection, sender)
         elif receiver in done and receiver.exception() is None:
-            # Client went away: nothing left to deliver.
-            return
+            connection.finished()  # the client went away: nothing left to deliver
         elif receiver in done:
-            error = receiver.exception()
-            code, name = _close_for(error)
-            connection.runtime.metrics.error(name)
-            # Only our own, client-safe messages go out; internal details stay in the log.
-            detail = "internal server error" if code == protocol.INTERNAL_ERROR else str(error)
-            connection.send(protocol.error_message(name, detail))
-            connection.close(code, name)
-            # Keep reading (and dropping) what the client still sends: the WebSocket layer
-            # must get through it to the client's close frame, or the close hangs.
-            discard = asyncio.create_task(_discard(connection.websocket))
-            try:
-                await asyncio.wait_for(sender, timeout=5)
-            finally:
-                discard.cancel()
-        else:
-            # The sender finished: the session closed normally after `closed`.
-            receiver.cancel()
-    except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
-        pass
+            await _fail(connection, sender, receiver.exception())
+        # else: the sender is done, the close frame sent (or the client gone mid-send).
     finally:
         receiver.cancel()
-        hopeless.cancel()
+        cut_off.cancel()
+
+
+async def _cut_off(connection: Connection, sender: asyncio.Task[None]) -> None:
+    """The client stopped reading: its sends would block forever. Close without them."""
+    sender.cancel()
+    log.warning("session %s: client not reading; closing", connection.session.id)
+    connection.runtime.metrics.error("slow_consumer")
+    connection.finished()
+    # TimeoutError: not even the close frame fits; WebSocketDisconnect: the client is gone.
+    with contextlib.suppress(TimeoutError, WebSocketDisconnect):
+        await asyncio.wait_for(
+            connection.websocket.close(protocol.POLICY_VIOLATION, "slow_consumer"), CLOSE_WAIT_S
+        )
+
+
+async def _fail(
+    connection: Connection, sender: asyncio.Task[None], error: BaseException | None
+) -> None:
+    """The receiver raised: tell the client why (only our own, client-safe words; internal
+    details stay in the log), then close with the error's code."""
+    code, name = _close_for(error)
+    connection.runtime.metrics.error(name)
+    detail = "internal server error" if code == protocol.INTERNAL_ERROR else str(error)
+    connection.fail(code, name, detail)
+    # Keep reading (and dropping) what the client still sends: the WebSocket layer must
+    # get through it to the client's close frame, or the close hangs.
+    discard = asyncio.create_task(_discard(connection.websocket))
+    try:
+        # Not done in time: the client doesn't read. _listen cancels the sender.
+        await asyncio.wait({sender}, timeout=CLOSE_WAIT_S)
+    finally:
+        discard.cancel()
 
 
 async def _discard(websocket: WebSocket) -> None:
@@ -299,33 +440,42 @@ def _close_for(error: BaseException | None) -> tuple[int, str]:
         return protocol.UNSUPPORTED_DATA, "invalid_audio"
     if isinstance(error, protocol.ControlError):
         return protocol.UNSUPPORTED_DATA, "invalid_control_message"
-    if isinstance(error, WebSocketDisconnect):
-        return protocol.NORMAL, "disconnected"
     log.error("session failed", exc_info=error)
     return protocol.INTERNAL_ERROR, "internal_error"
 
 
-async def _refuse_before_upgrade(websocket: WebSocket, runtime: Runtime) -> bool:
-    """Behind a proxy that asked for it (deploy/nginx): refuse a full or draining server's
-    handshake with HTTP 503, which the proxy answers by trying the next replica. Clients
-    still get the contract's 1013 when every replica is full (the proxy then connects
-    without the header). Returns whether the session was refused."""
-    refusal = "server is shutting down" if runtime.draining else runtime.admission.refusal()
-    if not refusal:
-        return False
-    runtime.metrics.refused("draining" if runtime.draining else "overloaded")
-    log.info("session refused before upgrade: %s", refusal)
-    body = protocol.error_message("overloaded", refusal)
-    response = JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
-    await websocket.send_denial_response(response)
-    return True
-
-
-async def _refuse(websocket: WebSocket, fmt: str, reason: str) -> None:
-    frame = protocol.encode_message(protocol.error_message("overloaded", reason), fmt)
+async def _send_message(websocket: WebSocket, message: Mapping[str, Any], fmt: str) -> None:
+    """One server message as one frame: text for JSON, binary for msgpack."""
+    frame = protocol.encode_message(message, fmt)
     if isinstance(frame, bytes):
         await websocket.send_bytes(frame)
     else:
         await websocket.send_text(frame)
-    if websocket.client_state is WebSocketState.CONNECTED:
+
+
+async def _refuse(websocket: WebSocket, runtime: Runtime, fmt: str, before_upgrade: bool) -> bool:
+    """Refuse the session if the server is full or draining; returns whether it did.
+
+    Accepted sockets get an ``overloaded`` error message and close 1013 (the contract).
+    ``before_upgrade`` (a proxy asked for it, deploy/nginx): HTTP 503 with the same body
+    instead, which the proxy answers by trying the next replica; clients still get 1013
+    when every replica is full (the proxy then connects without the header)."""
+    if runtime.draining:
+        kind, reason = "draining", "server is shutting down"
+    elif refusal := runtime.admission.refusal():
+        kind, reason = "overloaded", refusal
+    else:
+        return False
+    runtime.metrics.refused(kind)
+    log.info("session refused%s: %s", " before upgrade" if before_upgrade else "", reason)
+    body = protocol.error_message("overloaded", reason)
+    if before_upgrade:
+        headers = {"Retry-After": "1"}
+        await websocket.send_denial_response(JSONResponse(body, status_code=503, headers=headers))
+        return True
+    try:
+        await _send_message(websocket, body, fmt)
         await websocket.close(protocol.TRY_AGAIN_LATER, "overloaded")
+    except WebSocketDisconnect:
+        pass  # the client left first
+    return True

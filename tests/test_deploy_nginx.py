@@ -17,7 +17,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.conftest import ARTIFACTS, REPO, Clip
+from tests.waiting import async_poll_until, poll_until
 from websockets.exceptions import InvalidStatus
 
 from earshot.client import Overloaded, Stream, connect, stream_audio
@@ -60,14 +60,14 @@ def render_template(text: str, values: dict[str, str]) -> str:
 
 
 def _wait_port(port: int, process: subprocess.Popen[bytes], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited with {process.returncode}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} not listening on {port} after {timeout} s")
+            return True
+        return False
+
+    poll_until(listening, timeout, what=f"{what} to listen on {port}")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -239,13 +239,14 @@ async def _idle(*servers: ServerProcess) -> None:
     engines are idle enough that admission control takes new sessions (a busy engine
     refuses them even below --max-sessions, which would move sessions elsewhere)."""
     for server in servers:
-        for _ in range(300):
+
+        def idle(server: ServerProcess = server) -> bool:
             status, body, _ = _get_json(server.http_url + "/readyz")
-            if status == 200 and body["active_sessions"] == 0 and _busy_ratio(server) < 0.3:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            pytest.fail(f"{server.http_url} still has open sessions or a busy engine")
+            return status == 200 and body["active_sessions"] == 0 and _busy_ratio(server) < 0.3
+
+        await async_poll_until(
+            idle, timeout=15, what=f"{server.http_url} to have no session and an idle engine"
+        )
 
 
 def _replica(stream: Stream) -> str | None:
@@ -302,12 +303,14 @@ async def test_full_replica_sends_new_sessions_to_the_other(stack: Stack) -> Non
             async with connect(stack.ws_url, retries=0):
                 pass
 
+        retrying = connect(stack.ws_url, retries=8, backoff_s=0.2, max_backoff_s=1.0)
+
         async def free_a_slot_on_b() -> None:
-            await asyncio.sleep(1.0)
+            # Once the client has been refused and is retrying (its 2nd attempt).
+            await async_poll_until(lambda: retrying.attempts >= 2, timeout=30, interval=0.02)
             await last_on_b.__aexit__(None, None, None)
 
         freeing = asyncio.create_task(free_a_slot_on_b())
-        retrying = connect(stack.ws_url, retries=8, backoff_s=0.2, max_backoff_s=1.0)
         stream = await held.enter_async_context(retrying)
         await freeing
         assert _replica(stream) == "B"
@@ -365,17 +368,15 @@ def test_job_submitted_through_one_replica_is_read_through_the_other(
         on_b = client.get(f"{stack.b.http_url}/v1/jobs/{job_id}")
         assert on_b.status_code == 200, on_b.text
         assert on_b.json()["status"] in ("queued", "running", "done")
-        deadline = time.monotonic() + 90
-        status = ""
-        while time.monotonic() < deadline:
-            # Through nginx (either replica answers), slower than its API rate limit.
+
+        def finished() -> str | None:
             polled = client.get(f"{stack.http_url}/v1/jobs/{job_id}")
             assert polled.status_code == 200, polled.text
-            status = polled.json()["status"]
-            if status in ("done", "failed"):
-                break
-            time.sleep(0.5)
-        assert status == "done"
+            status: str = polled.json()["status"]
+            return status if status in ("done", "failed") else None
+
+        # Through nginx (either replica answers), slower than its API rate limit.
+        assert poll_until(finished, timeout=90, interval=0.5, what=f"job {job_id}") == "done"
         for url in (stack.a.http_url, stack.b.http_url):
             result = client.get(f"{url}/v1/jobs/{job_id}/result", params={"format": "text"})
             assert result.status_code == 200, result.text
@@ -397,6 +398,11 @@ def test_proxy_rate_limits_each_client_with_429(stack: Stack) -> None:
     assert set(codes) == {200, 429}, codes
     assert limited["error"] == "rate_limited"
     assert headers.get("Retry-After") == "1"
-    # The replicas themselves were never asked: the limit lives in the proxy.
-    time.sleep(1.5)
-    assert _get_json(stack.http_url + "/healthz")[0] == 200
+    # The replicas themselves were never asked: the limit lives in the proxy, and its
+    # bucket refills (5 r/s): polled slower than that, the proxy answers 200 again.
+    poll_until(
+        lambda: _get_json(stack.http_url + "/healthz")[0] == 200,
+        timeout=10,
+        interval=0.5,
+        what="the proxy's rate limit to let requests through again",
+    )

@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 from tests.conftest import Clip
+from tests.waiting import async_poll_until
 
 from earshot.client import Error, Final, SpeechStarted, StreamResult, stream_audio
 from earshot.faults import ENV, EngineCrash, FaultInjectingEngine, FaultPlan, with_faults
@@ -102,8 +103,8 @@ async def test_a_dead_engine_thread_is_restarted_and_its_batch_requeued() -> Non
     requests = [final("s", u) for u in range(3)]
     with scheduler(engine, restart_delay_s=0.3) as instance:
         results_task = asyncio.create_task(answers(instance, requests))
-        await asyncio.sleep(0.15)
-        assert not instance.alive  # readiness is false while it is down
+        # Readiness is false while it is down (for restart_delay_s).
+        await async_poll_until(lambda: not instance.alive, interval=0.01, what="the engine to die")
         results = await results_task
         assert instance.alive and instance.restarts == 1
     assert [results[r.id].text for r in requests] == ["text:0", "text:1", "text:2"]

@@ -22,6 +22,7 @@ import httpx
 import numpy as np
 import pytest
 from tests.conftest import Clip
+from tests.waiting import async_poll_until
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
@@ -334,8 +335,12 @@ async def test_too_many_connections_get_503_not_a_hang() -> None:
             assert (await http.get("/healthz")).status_code == 503
             for _, writer in sockets:
                 writer.close()
-            await asyncio.sleep(2.0)  # idle connects time out and free their slots
-            assert (await http.get("/healthz")).status_code == 200
+
+            async def healthy() -> bool:
+                return (await http.get("/healthz")).status_code == 200
+
+            # The closed connects free their slots (idle ones would time out after 1.5 s).
+            await async_poll_until(healthy, what="/healthz to answer 200 again")
 
 
 # -- the adapter's bounded outbound queue, without sockets ------------------------------------
@@ -344,12 +349,14 @@ class StuckSocket:
 
     def __init__(self) -> None:
         self.closed_with: tuple[int, str] | None = None
+        self.blocked_sends = 0
 
     async def receive(self) -> dict[str, Any]:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
     async def send_text(self, data: str) -> None:
+        self.blocked_sends += 1
         await asyncio.Event().wait()
 
     send_bytes = send_text
@@ -369,7 +376,7 @@ async def test_a_client_that_stops_reading_is_cut_off_without_dropping_finals() 
     for u in range(5):  # partials of one utterance coalesce: they never fill the queue
         connection.send({"type": "partial", "utterance": u, "text": "p"})
         connection.send({"type": "partial", "utterance": u, "text": "q"})
-    await asyncio.sleep(0.05)
+    await async_poll_until(lambda: socket.blocked_sends, what="the sender to block on a send")
     assert not serving.done() and len(connection.outbound) <= 5
     for u in range(12):  # finals are never dropped: past the bound the client is hopeless
         connection.send({"type": "final", "utterance": u, "text": "f"})
@@ -425,9 +432,8 @@ async def test_path_tricks_in_upload_filenames_stay_plain_names(
 async def test_no_session_is_left_behind(server: ServerProcess) -> None:
     """Every hostile session above ended on the server too (slots and memory freed)."""
     async with httpx.AsyncClient(base_url=server.http_url) as http:
-        for _ in range(50):
-            active = (await http.get("/readyz")).json()["active_sessions"]
-            if active == 0:
-                break
-            await asyncio.sleep(0.1)
-    assert active == 0
+
+        async def no_sessions() -> bool:
+            return (await http.get("/readyz")).json()["active_sessions"] == 0
+
+        await async_poll_until(no_sessions, timeout=5, interval=0.1, what="no active session")

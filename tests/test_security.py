@@ -3,7 +3,6 @@ and body limits: units first, then the same rules on a real server with keys."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hashlib
@@ -15,6 +14,7 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.waiting import async_poll_until
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
@@ -240,6 +240,25 @@ async def _ready(url: str, **kwargs: object) -> Ready:
         return stream.ready
 
 
+async def _refusal(url: str, **kwargs: object) -> tuple[int, dict[str, str]] | None:
+    """How the server refuses this handshake, or None when it accepts it."""
+    try:
+        async with ws_connect(url, **kwargs):  # type: ignore[arg-type]
+            return None
+    except InvalidStatus as refused:
+        return refused.response.status_code, json.loads(refused.response.body or b"{}")
+
+
+async def _ready_unless_refused(url: str, status: int, **kwargs: object) -> Ready | None:
+    """``_ready``, or None when the server refuses the handshake with ``status``."""
+    try:
+        return await _ready(url, **kwargs)
+    except InvalidStatus as refused:
+        if refused.response.status_code != status:
+            raise
+        return None
+
+
 @pytest.mark.asyncio
 async def test_streams_need_a_valid_key_or_token(secured: ServerProcess) -> None:
     url = secured.ws_url
@@ -268,8 +287,13 @@ async def test_browser_flow_token_then_stream_and_tokens_expire(secured: ServerP
         assert (await http.post("/v1/auth/token", headers=_bearer("nope"))).status_code == 401
         garbage = await http.post("/v1/auth/token", headers=_bearer(BOB), content=b"{nan")
         assert garbage.status_code == 400 and "Traceback" not in garbage.text
-    await asyncio.sleep(2.2)
-    status, body = await _refused(f"{secured.ws_url}?token={token}")
+    refusal = await async_poll_until(
+        lambda: _refusal(f"{secured.ws_url}?token={token}"),
+        timeout=10,
+        interval=0.25,
+        what="the 2 s token to expire",
+    )
+    status, body = refusal
     assert status == 401 and "expired" in body["message"]
 
 
@@ -293,8 +317,12 @@ async def test_a_key_gets_at_most_its_concurrent_streams(secured: ServerProcess)
         status, body = await _refused(secured.ws_url, additional_headers=_bearer(ALICE))
         assert (status, body["error"]) == (429, "too_many_streams")
         assert (await _ready(secured.ws_url, api_key=BOB)).model  # other keys unaffected
-    await asyncio.sleep(0.3)  # the server sees the close
-    assert (await _ready(secured.ws_url, api_key=ALICE)).model
+    # Once the server has seen the close, alice's slot is free again.
+    ready = await async_poll_until(
+        lambda: _ready_unless_refused(secured.ws_url, 429, api_key=ALICE),
+        what="alice's stream slot to be freed",
+    )
+    assert ready.model
 
 
 def test_http_api_needs_a_key_but_probes_do_not(secured: ServerProcess) -> None:

@@ -37,14 +37,16 @@ messages to the outbound queue, and, when the session is done, the close.
 - the client sends ``close_stream``: the session finalizes, sends its finals and
   ``closed``; close 1000;
 - the server ends it (``drain`` on SIGTERM, or idle): the session finalizes and flushes
-  its finals, ``closed`` is withheld, and the close carries 1001 (``idle_timeout``: 1008);
+  its finals, and the close carries 1001 (``idle_timeout``: 1008). ``closed`` promises
+  close 1000, so it goes out only before a 1000;
 - the client breaks the contract (a bad frame or control message, input too fast; or an
   internal error): an ``error`` message, then close with its code (1003, 1008, 1009,
   1011). What the client still sends is read and dropped meanwhile, so the closing
   handshake can reach its close frame; a client that doesn't take ours in 5 s is left;
 - the client stops reading and its queue overflows: it is cut off with 1008
   ``slow_consumer``, without the messages it would not read;
-- the client goes away: nothing is left to deliver.
+- the client goes away (or the WebSocket layer dropped it: a frame over ``ws_max_size``
+  is closed 1009 there, a keepalive ping unanswered 1011): nothing is left to deliver.
 
 Then the session is unregistered and late transcripts are dropped.
 
@@ -69,9 +71,10 @@ closed     closed       closed          closed   closed    closed
 Errors
 ======
 
-Exactly two exceptions mean "the peer went away" and are handled where they happen:
+Exactly these mean "the peer went away" and are handled where they happen:
 ``WebSocketDisconnect`` from a send (Starlette's name for uvicorn's ``ClientDisconnected``,
-see handshake.py) and ``TimeoutError`` where we wait for a client that doesn't read.
+see handshake.py), ``TimeoutError`` where we wait for a client that doesn't read, and
+``ClientDisconnected`` itself from ``accept`` (left to uvicorn, which expects it).
 Anything else is a bug: the receiver's are logged and close 1011, the sender's are logged.
 """
 

@@ -36,6 +36,7 @@ from earshot.endpointing import (
 )
 from earshot.protocol import SessionOptions, error_message
 from earshot.transcript import SAMPLE_RATE, Priority, Transcript, TranscriptionRequest
+from earshot.utterance_buffer import UtteranceBuffer
 from earshot.vad import VoiceDetector
 
 
@@ -75,9 +76,8 @@ class StreamSession:
         self._lookback = self.endpointing.preroll_samples + self.endpointing.max_onset_samples
         """Audio kept between utterances: the next one may start this far back (its
         onset is confirmed only once enough voice followed, then pre-roll is added)."""
-        # Audio kept: samples [_buffer_start, _received) of the stream clock.
-        self._buffer = np.zeros(0, np.float32)
-        self._buffer_start = 0
+        self._buffer = UtteranceBuffer()
+        """Audio kept: samples [start, end) of the stream clock (end = all received)."""
         self._received = 0
         self._utterance: int | None = None
         """Number of the open utterance (None between utterances)."""
@@ -176,7 +176,7 @@ class StreamSession:
     def _append(self, samples: np.ndarray) -> None:
         if len(samples) == 0:
             return
-        self._buffer = np.concatenate([self._buffer, samples])
+        self._buffer.append(samples)
         self._received += len(samples)
         probabilities = self._vad.process(samples)
         self._boundaries(self._segmenter.feed(probabilities.tolist()))
@@ -196,7 +196,7 @@ class StreamSession:
     def _open(self, start: int) -> None:
         self._utterance = self._next_utterance
         self._next_utterance += 1
-        self._utterance_start = max(start, self._buffer_start)
+        self._utterance_start = max(start, self._buffer.start)
         self._last_partial_at = self._utterance_start
         self._messages.append(
             {
@@ -271,10 +271,8 @@ class StreamSession:
 
     def _request(self, priority: Priority, end: int) -> TranscriptionRequest:
         assert self._utterance is not None
-        lo = self._utterance_start - self._buffer_start
-        hi = end - self._buffer_start
         return TranscriptionRequest(
-            audio=self._buffer[lo:hi].copy(),
+            audio=self._buffer.span(self._utterance_start, end),
             priority=priority,
             language=self.options.language,
             language_hint=self._language_hint,
@@ -286,10 +284,7 @@ class StreamSession:
         )
 
     def _trim(self, before: int) -> None:
-        drop = min(max(0, before - self._buffer_start), len(self._buffer))
-        if drop:
-            self._buffer = self._buffer[drop:]
-            self._buffer_start += drop
+        self._buffer.trim(before)
 
     def _partial_is_current(self, request: TranscriptionRequest) -> bool:
         # A result may arrive after newer partials were requested: still worth showing,

@@ -70,7 +70,7 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int = 16000) -> None:
 
 
 def demo_served(server: ServerProcess) -> None:
-    for path, marker in (("/", b"/demo/demo.js"), ("/sdk/index.js", b"EarshotClient")):
+    for path, marker in (("/", b"/demo/demo.js"), ("/sdk/index.js", b"Earshot JavaScript SDK")):
         try:
             with urllib.request.urlopen(server.http_url + path, timeout=10) as response:
                 body = response.read()

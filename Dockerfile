@@ -9,6 +9,8 @@
 #
 # Configuration: every `earshot serve` option has an EARSHOT_<OPTION> environment
 # variable (EARSHOT_MODEL=large-v3-turbo, EARSHOT_MAX_SESSIONS=..., EARSHOT_JOBS=redis://...).
+# It listens on 0.0.0.0, so it needs API keys (EARSHOT_API_KEYS or EARSHOT_API_KEYS_FILE):
+# without any it refuses to start (protected mode) unless EARSHOT_NO_AUTH=1 is set.
 # SIGTERM drains: new sessions are refused (1013), open ones get their finals and close
 # with 1001, then the process exits; give it `docker stop -t 40` / a grace period.
 

@@ -84,21 +84,24 @@ def post_file(base_url: str, path: str, content: bytes, **fields: str) -> httpx.
 
 
 class RedisServer:
-    """A private ``redis-server`` on a free loopback port, data in ``folder``."""
+    """A private ``redis-server`` on a free loopback port, data in ``folder``; ``extra``:
+    more ``redis-server`` options (``--maxmemory 64mb``), ``password``: ``requirepass``."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *extra: str, password: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.skip("redis-server not installed (apt-get install redis-server)")
         self.port = free_port()
+        self.password = password
         self.url = f"redis://127.0.0.1:{self.port}"
+        auth = ["--requirepass", password] if password else []
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(folder),
-             "--save", "", "--appendonly", "yes", "--appendfsync", "always"],
+             "--save", "", "--appendonly", "yes", "--appendfsync", "always", *auth, *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 20
-        client = redis.Redis(port=self.port)
+        client = self.client()
         while True:
             try:
                 client.ping()
@@ -110,6 +113,9 @@ class RedisServer:
                 time.sleep(0.05)
             finally:
                 client.close()
+
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis(port=self.port, db=db, password=self.password)
 
     def stop(self) -> None:
         if self.process.poll() is None:

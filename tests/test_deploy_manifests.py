@@ -290,3 +290,169 @@ def test_kubernetes_server_probes_drains_and_autoscales() -> None:
     nginx = documents["nginx.yaml:Deployment"]["spec"]["template"]["spec"]["containers"][0]
     needed = set(re.findall(r"\$\{(NGINX_[A-Z_]+)\}", TEMPLATE.read_text()))
     assert needed <= {e["name"] for e in nginx["env"]}
+
+
+# -- secrets, protected mode, Redis limits ------------------------------------------------
+SECRET_VARIABLES = ("EARSHOT_API_KEYS", "EARSHOT_API_KEYS_FILE")
+
+
+def _image_host() -> str:
+    found = re.search(r"EARSHOT_HOST=(\S+)", DOCKERFILE.read_text())
+    assert found, "the image sets EARSHOT_HOST"
+    return found.group(1)
+
+
+def assert_keys_required(env: dict[str, Any], secret_source: Any) -> None:
+    """A server template must take its API keys from a secret and must not switch
+    protected mode off: as it is, ``earshot serve`` in the image (``EARSHOT_HOST``
+    0.0.0.0) starts only because keys are configured."""
+    from earshot.access import protected_mode_refusal
+
+    assert "EARSHOT_NO_AUTH" not in env, "a template must not turn protected mode off"
+    host = str(env.get("EARSHOT_HOST", _image_host()))
+    keys = [name for name in SECRET_VARIABLES if name in env]
+    assert protected_mode_refusal(host, False, False), "the template's address is public"
+    assert keys, f"no API keys configured (one of {SECRET_VARIABLES}): the server won't start"
+    for name in keys:
+        assert secret_source(name, env[name]), f"{name} must come from a secret"
+    assert protected_mode_refusal(host, True, False) is None
+
+
+def _from_kubernetes_secret(name: str, value: Any) -> bool:
+    ref = value.get("valueFrom", {}).get("secretKeyRef") if isinstance(value, dict) else None
+    return bool(ref) and ref.get("name") == "earshot-secrets" and not ref.get("optional")
+
+
+def _env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_kubernetes_server_takes_keys_and_token_secret_from_a_secret() -> None:
+    documents = dict(kubernetes_documents())
+    container = documents["earshot.yaml:Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    env = _env_of(container)
+    assert_keys_required(env, _from_kubernetes_secret)
+    assert _from_kubernetes_secret("EARSHOT_TOKEN_SECRET", env["EARSHOT_TOKEN_SECRET"])
+    # The proxy's LoadBalancer is public: the servers behind it must not be open.
+    assert documents["nginx.yaml:Service"]["spec"]["type"] == "LoadBalancer"
+
+
+def test_a_server_template_without_keys_fails_the_check() -> None:
+    documents = dict(kubernetes_documents())
+    container = documents["earshot.yaml:Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    env = _env_of(container)
+    without = {k: v for k, v in env.items() if k not in SECRET_VARIABLES}
+    with pytest.raises(AssertionError, match="no API keys"):
+        assert_keys_required(without, _from_kubernetes_secret)
+    with pytest.raises(AssertionError, match="protected mode"):
+        assert_keys_required({**env, "EARSHOT_NO_AUTH": {"value": "1"}}, _from_kubernetes_secret)
+    plain = {**without, "EARSHOT_API_KEYS": {"name": "EARSHOT_API_KEYS", "value": "esk_x" * 8}}
+    with pytest.raises(AssertionError, match="from a secret"):
+        assert_keys_required(plain, _from_kubernetes_secret)
+
+
+def test_kubernetes_redis_is_bounded_password_protected_and_fenced() -> None:
+    documents = dict(kubernetes_documents())
+    pod = documents["redis.yaml:Deployment"]["spec"]["template"]["spec"]
+    redis = pod["containers"][0]
+    args = redis["args"]
+
+    def arg(flag: str) -> str:
+        return str(args[args.index(flag) + 1])
+
+    assert arg("--maxmemory-policy") == "noeviction"
+    maxmemory = arg("--maxmemory")
+    assert maxmemory.endswith("gb")
+    limit = redis["resources"]["limits"]["memory"]
+    assert limit.endswith("Gi") and float(maxmemory[:-2]) < float(limit[:-2])
+    assert arg("--requirepass") == "$(REDIS_PASSWORD)"
+    redis_env = _env_of(redis)
+    password = redis_env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert redis_env["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"] == password  # the probe
+    # Servers and workers use that same password.
+    for name in ("earshot.yaml:Deployment", "worker.yaml:Deployment"):
+        container = documents[name]["spec"]["template"]["spec"]["containers"][0]
+        env = _env_of(container)
+        assert env["EARSHOT_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == password, name
+        assert "@" not in env["EARSHOT_JOBS"]["value"], "no password in the URL"
+    # Only Earshot's servers and workers may reach Redis.
+    policy = documents["redis.yaml:NetworkPolicy"]["spec"]
+    assert policy["podSelector"]["matchLabels"] == pod_labels("redis.yaml:Deployment")
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+    (peer,) = rule["from"]
+    assert set(peer) == {"podSelector"}  # no namespaceSelector/ipBlock: this namespace only
+
+    def admitted(labels: dict[str, str]) -> bool:
+        return all(
+            labels.get(e["key"]) in e["values"] for e in peer["podSelector"]["matchExpressions"]
+        )
+
+    assert admitted(pod_labels("earshot.yaml:Deployment"))
+    assert admitted(pod_labels("worker.yaml:Deployment"))
+    assert not admitted(pod_labels("nginx.yaml:Deployment"))
+    assert not admitted({"app.kubernetes.io/name": "something-else"})
+
+
+def pod_labels(name: str) -> dict[str, str]:
+    labels: dict[str, str] = dict(kubernetes_documents())[name]["spec"]["template"]["metadata"][
+        "labels"
+    ]
+    return labels
+
+
+def test_compose_servers_take_keys_and_secrets_from_compose_secrets() -> None:
+    compose = load_compose(COMPOSE)
+    secrets = compose["secrets"]
+    for secret in secrets.values():
+        assert secret["file"].startswith("./secrets/")
+    ignored = (REPO / ".gitignore").read_text().splitlines()
+    assert "/deploy/secrets/" in ignored, "secret files must never be committed"
+    services = compose["services"]
+    earshot, worker, redis = services["earshot"], services["worker"], services["redis"]
+    env = earshot["environment"]
+
+    def mounted(service: dict[str, Any]) -> Any:
+        return lambda name, path: (
+            str(path).startswith("/run/secrets/")
+            and path.rsplit("/", 1)[1] in service["secrets"]
+            and path.rsplit("/", 1)[1] in secrets
+        )
+
+    assert_keys_required(env, mounted(earshot))
+    assert mounted(earshot)("", env["EARSHOT_TOKEN_SECRET_FILE"])
+    for service in (earshot, worker):
+        assert mounted(service)("", service["environment"]["EARSHOT_REDIS_PASSWORD_FILE"])
+    command = " ".join(redis["command"])
+    assert "--maxmemory-policy noeviction" in command and "--maxmemory " in command
+    assert '--requirepass "$$(cat /run/secrets/redis_password)"' in command
+    assert "redis_password" in redis["secrets"]
+    assert "redis_password" in " ".join(redis["healthcheck"]["test"])
+
+
+def test_compose_server_without_keys_fails_the_check() -> None:
+    earshot = load_compose(COMPOSE)["services"]["earshot"]
+    env = {k: v for k, v in earshot["environment"].items() if k not in SECRET_VARIABLES}
+    with pytest.raises(AssertionError, match="no API keys"):
+        assert_keys_required(env, lambda name, value: True)
+
+
+def _docker_runs(text: str) -> list[str]:
+    joined = re.sub(r"\\\n\s*", " ", text)
+    return [line.strip() for line in joined.splitlines() if re.match(r"\s*docker run ", line)]
+
+
+def test_documented_docker_runs_of_the_server_start() -> None:
+    """The image listens on 0.0.0.0, so ``docker run`` of ``serve`` without keys would be
+    refused by protected mode: every documented one gives keys or ``EARSHOT_NO_AUTH``."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    runs = [(p.name, run) for p in pages for run in _docker_runs(p.read_text())]
+    serves = [
+        (page, run)
+        for page, run in runs
+        if re.search(r"earshot:\w+(\s+serve\b.*)?$", run.split("#")[0].strip())
+    ]
+    assert serves, "the docs show how to run the image"
+    for page, run in serves:
+        assert re.search(r"EARSHOT_(API_KEYS(_FILE)?=|NO_AUTH=1)", run), f"{page}: {run}"

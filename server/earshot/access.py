@@ -77,6 +77,16 @@ class Principal:
     def key_id(self) -> str:
         return self.key.key_id if self.key else "anonymous"
 
+    @property
+    def sees_all_jobs(self) -> bool:
+        """An admin key, or open access (no keys: no tenants either)."""
+        return self.key is None or self.key.admin
+
+    def owns(self, owner: str | None) -> bool:
+        """May this caller see (and delete) a job created by key ``owner``? Jobs of other
+        keys answer 404, as if they did not exist (nothing to learn from their ids)."""
+        return self.sees_all_jobs or owner == self.key_id
+
 
 class OriginPolicy:
     """Which browser pages may open a WebSocket. Browsers always send ``Origin`` on a
@@ -125,6 +135,25 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+NO_AUTH_HINT = (
+    "Set API keys (EARSHOT_API_KEYS or --api-keys-file; make them with `earshot keygen`),"
+    " or pass --no-auth (EARSHOT_NO_AUTH=1) to serve without them on purpose."
+)
+
+
+def protected_mode_refusal(host: str, keys_enabled: bool, no_auth: bool) -> str | None:
+    """Protected mode, as Redis has it: why ``earshot serve`` refuses to start (exit 2),
+    or None. It refuses to listen beyond loopback with no API keys configured, since
+    every route would be open to whoever reaches the address, unless ``no_auth`` says
+    that is meant (a private network, auth done by a proxy in front)."""
+    if keys_enabled or no_auth or _is_loopback(host):
+        return None
+    return (
+        f"refusing to listen on {host} without API keys: anyone who can reach it could"
+        f" use every route. {NO_AUTH_HINT}"
+    )
 
 
 def exposure_warning(host: str, keys_enabled: bool) -> str | None:
@@ -269,6 +298,8 @@ def _anonymous_limits(max_body_bytes: int) -> KeyLimits:
         max_streams=UNLIMITED.max_streams,
         requests_per_minute=UNLIMITED.requests_per_minute,
         max_upload_bytes=max_body_bytes,
+        max_jobs=None,
+        max_job_bytes=None,
     )
 
 

@@ -30,7 +30,9 @@ KEY_PREFIX = "esk_"
 TOKEN_PREFIX = "et1."
 MIN_KEY_LENGTH = 16
 _HASH_PREFIX = "sha256:"
-_OPTIONS = {"name", "streams", "rpm", "upload_mb"}
+_OPTIONS = {"name", "role", "streams", "rpm", "upload_mb", "jobs", "jobs_mb"}
+ROLES = ("user", "admin")
+"""``user``: sees its own jobs only; ``admin``: sees (and may delete) every key's jobs."""
 
 
 class AuthError(Exception):
@@ -44,6 +46,11 @@ class ApiKey:
     digest: bytes
     """SHA-256 of the key; the key itself is never kept."""
     limits: KeyLimits
+    role: str = "user"
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
 
 
 def generate_key() -> str:
@@ -58,8 +65,10 @@ def hash_key(key: str) -> str:
 def parse_keys(entries: Iterable[str], defaults: KeyLimits) -> list[ApiKey]:
     """Parse keys-file lines (or ``EARSHOT_API_KEYS`` entries).
 
-    Each entry: a key or ``sha256:<hex>``, then optional ``name=``, ``streams=``,
-    ``rpm=``, ``upload_mb=`` (``0`` = no limit). ``#`` starts a comment.
+    Each entry: a key or ``sha256:<hex>``, then optional ``name=``, ``role=`` (``user``,
+    the default, or ``admin``), ``streams=``, ``rpm=``, ``upload_mb=``, ``jobs=``
+    (outstanding file jobs), ``jobs_mb=`` (their audio) (``0`` = no limit). ``#`` starts
+    a comment.
     """
     keys: list[ApiKey] = []
     for number, raw in enumerate(entries, 1):
@@ -69,7 +78,10 @@ def parse_keys(entries: Iterable[str], defaults: KeyLimits) -> list[ApiKey]:
         secret, *options = line.split()
         digest = _digest_of(secret, number)
         fields = dict(_option(o, number) for o in options)
-        key = ApiKey(fields.pop("name", f"key-{len(keys) + 1}"), digest, defaults)
+        role = fields.pop("role", "user")
+        if role not in ROLES:
+            raise ValueError(f"API key entry {number}: role must be one of {ROLES}")
+        key = ApiKey(fields.pop("name", f"key-{len(keys) + 1}"), digest, defaults, role)
         keys.append(replace(key, limits=_limits(defaults, fields, number)))
     names = [k.key_id for k in keys]
     if len(set(names)) != len(names):
@@ -118,6 +130,10 @@ def _limits(defaults: KeyLimits, fields: dict[str, str], number: int) -> KeyLimi
         limits = replace(limits, requests_per_minute=count("rpm"))
     if "upload_mb" in fields:
         limits = replace(limits, max_upload_bytes=count("upload_mb", MIB))
+    if "jobs" in fields:
+        limits = replace(limits, max_jobs=count("jobs"))
+    if "jobs_mb" in fields:
+        limits = replace(limits, max_job_bytes=count("jobs_mb", MIB))
     return limits
 
 

@@ -24,6 +24,7 @@ from earshot.security_options import (
     add_keygen_command,
     add_security_options,
     security_config,
+    startup_refusal,
     stream_limits,
     uvicorn_guards,
 )
@@ -44,6 +45,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         security = security_config(args)
     except (OSError, ValueError) as exc:
         print(f"earshot: API keys: {exc}", file=sys.stderr)
+        return 2
+    if refusal := startup_refusal(args, security):  # protected mode
+        print(f"earshot: {refusal}", file=sys.stderr)
         return 2
     if warning := exposure_warning(args.host, bool(security.api_keys)):
         print(f"\n*** WARNING: {warning} ***\n", file=sys.stderr)

@@ -47,6 +47,16 @@ OTHER_VARIABLES: tuple[tuple[str, str], ...] = (
         "test hook only: makes the engine fail on purpose (see `server/earshot/faults.py`)",
     ),
     ("EARSHOT_PORT", "port the container `HEALTHCHECK` probes [8000]"),
+    (
+        "EARSHOT_REDIS_PASSWORD",
+        "Redis password for `--jobs redis://...` (`serve` and `worker`), used when the URL"
+        " carries none; never on the command line",
+    ),
+    (
+        "EARSHOT_REDIS_PASSWORD_FILE",
+        "a file holding that password (a mounted Secret), read when"
+        " `EARSHOT_REDIS_PASSWORD` is unset",
+    ),
 )
 """Variables read outside the parser, so the parser cannot list them."""
 

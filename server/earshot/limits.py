@@ -1,4 +1,4 @@
-"""Per-key limits: concurrent streams, requests per minute, upload size.
+"""Per-key limits: concurrent streams, requests per minute, upload size, outstanding jobs.
 
 Pure bookkeeping with the clock passed in (testable without sleeping). The web layer
 (``access.py``) turns a refusal into HTTP 429 or close 1008; the stream adapter reuses
@@ -20,9 +20,20 @@ class KeyLimits:
     max_streams: int | None = 16
     requests_per_minute: int | None = 120
     max_upload_bytes: int | None = 100 * MIB
+    max_jobs: int | None = 20
+    """File jobs the key may have outstanding (queued or running) at once."""
+    max_job_bytes: int | None = 500 * MIB
+    """Bytes of uploaded audio the key's outstanding jobs may hold (in Redis, in the
+    distributed backend) at once."""
 
 
-UNLIMITED = KeyLimits(max_streams=None, requests_per_minute=None, max_upload_bytes=None)
+UNLIMITED = KeyLimits(
+    max_streams=None,
+    requests_per_minute=None,
+    max_upload_bytes=None,
+    max_jobs=None,
+    max_job_bytes=None,
+)
 
 
 class TokenBucket:

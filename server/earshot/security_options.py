@@ -35,9 +35,17 @@ def add_security_options(serve: argparse.ArgumentParser) -> None:
     add_option(
         group,
         "--api-keys-file",
-        help="one key per line: a key or sha256:<hex>, then optional name=, streams=, rpm=,"
-        " upload_mb= (EARSHOT_API_KEYS may also hold comma-separated entries)."
-        " No keys: open access, for loopback only",
+        help="one key per line: a key or sha256:<hex>, then optional name=, role=admin,"
+        " streams=, rpm=, upload_mb=, jobs=, jobs_mb= (EARSHOT_API_KEYS may also hold"
+        " comma-separated entries). No keys: open access, for loopback only",
+    )
+    add_option(
+        group,
+        "--no-auth",
+        action="store_true",
+        help="serve beyond loopback without API keys, every route open (a private network"
+        " or a proxy that authenticates); without it, a non-loopback --host with no keys"
+        " refuses to start",
     )
     config_option(
         group,
@@ -47,6 +55,11 @@ def add_security_options(serve: argparse.ArgumentParser) -> None:
         type=str,
         help="HMAC secret for /v1/auth/token tokens [random per process: replicas behind"
         " one load balancer must share one; prefer EARSHOT_TOKEN_SECRET]",
+    )
+    add_option(
+        group,
+        "--token-secret-file",
+        help="file holding the token secret (a mounted Secret); --token-secret wins",
     )
     config_option(
         group, "--token-ttl", SecurityConfig, "token_ttl_s", help="seconds a token is valid"
@@ -83,6 +96,23 @@ def add_security_options(serve: argparse.ArgumentParser) -> None:
         "max_upload_bytes",
         scale=MIB,
         help="largest upload per request for keys without their own upload_mb=",
+    )
+    config_option(
+        group,
+        "--key-max-jobs",
+        KeyLimits,
+        "max_jobs",
+        help="file jobs a key may have queued or running, for keys without their own jobs="
+        " (more: 429; 0: no limit)",
+    )
+    config_option(
+        group,
+        "--key-max-job-mb",
+        KeyLimits,
+        "max_job_bytes",
+        scale=MIB,
+        help="MiB of audio a key's queued and running jobs may hold, for keys without their"
+        " own jobs_mb= (more: 429; 0: no limit)",
     )
     config_option(
         group,
@@ -151,9 +181,12 @@ def security_config(args: argparse.Namespace) -> SecurityConfig:
     parse_keys(entries, KeyLimits())  # fail at startup, not at the first request
     origins = _list(args.allowed_origins)
     cors = _list(args.cors_origins)
+    secret = args.token_secret or None
+    if secret is None and args.token_secret_file:
+        secret = Path(args.token_secret_file).read_text().strip() or None
     return SecurityConfig(
         api_keys=tuple(entries),
-        token_secret=args.token_secret or None,
+        token_secret=secret,
         token_ttl_s=args.token_ttl,
         allowed_origins=origins,
         cors_origins=cors if cors is not None else (origins or ()),
@@ -161,11 +194,21 @@ def security_config(args: argparse.Namespace) -> SecurityConfig:
             max_streams=args.key_max_streams or None,
             requests_per_minute=args.key_rpm or None,
             max_upload_bytes=int(args.key_max_upload_mb * MIB) or None,
+            max_jobs=args.key_max_jobs or None,
+            max_job_bytes=int(args.key_max_job_mb * MIB) or None,
         ),
         # Without a key, the jobs API's upload cap (--max-upload-mb) bounds every body.
         max_body_bytes=int(getattr(args, "max_upload_mb", 0) * MIB)
         or SecurityConfig.max_body_bytes,
     )
+
+
+def startup_refusal(args: argparse.Namespace, security: SecurityConfig) -> str | None:
+    """Why ``earshot serve`` must not start as configured (protected mode), or None."""
+    from earshot.access import protected_mode_refusal
+
+    keys = parse_keys(security.api_keys, security.key_limits)
+    return protected_mode_refusal(args.host, bool(keys), args.no_auth)
 
 
 def stream_limits(args: argparse.Namespace) -> StreamLimits:

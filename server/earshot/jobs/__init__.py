@@ -44,7 +44,7 @@ def open_jobs(config: JobsConfig, runtime: Runtime) -> JobService:
         from earshot.jobs.celery_backend import CeleryDispatcher
         from earshot.jobs.redis_store import RedisJobStore
 
-        redis_store = RedisJobStore(config.backend)
+        redis_store = RedisJobStore(config.backend, audio_ttl_s=config.audio_ttl_s)
         return JobService(redis_store, config, transcriber, CeleryDispatcher(config))
     from earshot.jobs.sqlite_store import SqliteJobStore
     from earshot.jobs.worker import EmbeddedWorker

@@ -25,12 +25,14 @@ import logging
 import time
 from dataclasses import dataclass
 
+import redis
 from celery import Celery, Task
+from kombu.exceptions import OperationalError
 
 from earshot.config import EngineConfig, default_policy
 from earshot.jobs.config import JobsConfig
-from earshot.jobs.models import Job, JobStatus
-from earshot.jobs.redis_store import RedisJobStore
+from earshot.jobs.models import Job, JobStatus, StoreFull
+from earshot.jobs.redis_store import RedisJobStore, redis_url
 from earshot.scheduler import Engine
 from earshot.vad import SileroVad
 
@@ -40,7 +42,8 @@ QUEUE = "earshot-jobs"
 
 
 def make_celery(config: JobsConfig) -> Celery:
-    app = Celery("earshot", broker=config.backend, backend=config.backend)
+    url = redis_url(config.backend)  # with EARSHOT_REDIS_PASSWORD, if the URL has none
+    app = Celery("earshot", broker=url, backend=url)
     app.conf.update(
         task_default_queue=QUEUE,
         task_serializer="json",
@@ -69,7 +72,13 @@ class CeleryDispatcher:
         self.app = make_celery(config)
 
     async def dispatch(self, job: Job) -> None:
-        await asyncio.to_thread(self.app.send_task, TASK, args=[job.id])
+        try:
+            await asyncio.to_thread(self.app.send_task, TASK, args=[job.id])
+        except (redis.exceptions.OutOfMemoryError, OperationalError) as exc:
+            # The queue lives in that Redis too; kombu wraps its OOM answer.
+            if "maxmemory" not in str(exc):
+                raise
+            raise StoreFull(f"the job queue is full (Redis: {exc}); try again later") from None
 
     def start(self) -> None:
         """Nothing runs here: ``earshot worker`` processes do the work."""

@@ -57,6 +57,13 @@ def add_jobs_options(parser: argparse.ArgumentParser) -> None:
         "result_ttl_s",
         help="seconds a finished job and its result are kept",
     )
+    config_option(
+        group,
+        "--job-audio-ttl",
+        JobsConfig,
+        "audio_ttl_s",
+        help="redis mode: seconds an upload's audio is kept in Redis (a job not run by then fails)",
+    )
     config_option(group, "--job-attempts", RetryPolicy, "max_attempts", help="attempts per job")
     config_option(
         group,
@@ -95,6 +102,7 @@ def jobs_config(args: argparse.Namespace) -> JobsConfig:
         max_upload_bytes=int(args.max_upload_mb * MIB),
         max_duration_s=args.max_job_duration,
         result_ttl_s=args.job_ttl,
+        audio_ttl_s=args.job_audio_ttl,
         retry=RetryPolicy(max_attempts=args.job_attempts, backoff_s=args.job_retry_backoff),
         lease_s=args.job_lease,
         redelivery_s=args.job_redelivery,

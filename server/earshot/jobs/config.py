@@ -39,6 +39,9 @@ class JobsConfig:
     """Longest decoded audio accepted: a guard against decompression bombs."""
     result_ttl_s: float = 24 * 3600.0
     """A finished job (and its result) is deleted this long after it ended."""
+    audio_ttl_s: float = 24 * 3600.0
+    """Distributed mode: a job's audio expires from Redis this long after the upload (a job
+    still queued by then fails), so no upload outlives its backlog in Redis' memory."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     lease_s: float = 30.0
     """A running job whose worker stopped renewing its lease this long is re-queued

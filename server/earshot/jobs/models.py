@@ -14,7 +14,8 @@ Every transition is a method returning a new ``Job``; the stores only persist th
 (atomically, see ``store.py``), so the SQLite and Redis backends cannot disagree on
 what a transition means. ``attempts`` counts claims, so a file that kills its worker
 every time ends ``failed`` too instead of looping forever. Terminal jobs carry
-``expires_at``, after which they and their files are deleted.
+``expires_at``, after which they and their files are deleted. A job belongs to the key
+that created it (``owner``): other keys get 404 for it, as for a job that never was.
 """
 
 from __future__ import annotations
@@ -38,6 +39,40 @@ class JobStatus(enum.StrEnum):
     @property
     def terminal(self) -> bool:
         return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+"""What a key's job quota counts: jobs not ended yet, whose audio is still kept."""
+
+
+@dataclass(frozen=True)
+class JobQuota:
+    """How much one key may have outstanding (``ACTIVE``) at once; None: no limit."""
+
+    max_jobs: int | None = None
+    max_bytes: int | None = None
+
+    def check(self, jobs: int, size: int, new_size: int) -> None:
+        """``QuotaExceeded`` unless a job of ``new_size`` bytes fits beside ``jobs``
+        outstanding ones holding ``size`` bytes."""
+        if self.max_jobs is not None and jobs + 1 > self.max_jobs:
+            raise QuotaExceeded(
+                f"this key already has {jobs} jobs queued or running (limit {self.max_jobs});"
+                " wait for some to finish, or cancel some"
+            )
+        if self.max_bytes is not None and size + new_size > self.max_bytes:
+            raise QuotaExceeded(
+                f"this key's queued and running jobs hold {size} bytes of audio; {new_size}"
+                f" more would pass its limit of {self.max_bytes} bytes"
+            )
+
+
+class QuotaExceeded(Exception):
+    """A key's job quota is used up (HTTP 429); the message is safe to show."""
+
+
+class StoreFull(Exception):
+    """The job store has no room for the upload now (HTTP 503; Redis at ``maxmemory``)."""
 
 
 class InvalidOption(ValueError):
@@ -153,6 +188,9 @@ class Job:
     """A running job's worker renews this; past it the job is taken as orphaned."""
     expires_at: float | None = None
     result: JobResult | None = field(default=None, repr=False)
+    owner: str | None = None
+    """The API key (its id) that created the job; only it, or an admin key, sees it.
+    None: made with open access (no keys), or before jobs had owners."""
 
     # -- transitions --------------------------------------------------------------------
     def claimed(self, now: float, lease_s: float) -> Job:
@@ -242,6 +280,8 @@ class Job:
             body["error"] = self.error
         if self.expires_at is not None:
             body["expires_at"] = self.expires_at
+        if self.owner is not None:
+            body["owner"] = self.owner
         if self.status is JobStatus.DONE and self.result is not None:
             body["result"] = self.result.to_dict(words=self.options.word_timestamps)
         return body

@@ -7,8 +7,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from earshot.access import principal_of
 from earshot.jobs.formats import FORMATS, MEDIA_TYPES, RENDERERS, to_json
-from earshot.jobs.models import InvalidOption, JobOptions, JobStatus
+from earshot.jobs.models import InvalidOption, JobOptions, JobStatus, QuotaExceeded, StoreFull
 from earshot.jobs.openai_compat import openai_transcriptions
 from earshot.jobs.service import service_of
 from earshot.jobs.uploads import UploadError
@@ -48,11 +49,17 @@ async def submit_job(request: Request) -> Response:
                 upload.field("word_timestamps"),
                 languages,
             )
-            job = await service.submit(upload.path, upload.filename, options)
+            job = await service.submit(upload.path, upload.filename, options, principal_of(request))
     except UploadError as exc:
         return error(exc.status, exc.code, exc.message, exc.param)
     except InvalidOption as exc:
         return error(400, "invalid_parameter", str(exc), exc.param)
+    except QuotaExceeded as exc:
+        return error(429, "job_quota_exceeded", str(exc))
+    except StoreFull as exc:
+        response = error(503, "store_full", str(exc))
+        response.headers["Retry-After"] = "30"
+        return response
     return JSONResponse(
         {"job_id": job.id, "status": str(job.status)},
         status_code=202,
@@ -61,7 +68,7 @@ async def submit_job(request: Request) -> Response:
 
 
 async def job_status(request: Request) -> Response:
-    job = await service_of(request).get(request.path_params["job_id"])
+    job = await service_of(request).get(request.path_params["job_id"], principal_of(request))
     if job is None:
         return error(404, "not_found", "no such job (unknown, deleted or expired)")
     return JSONResponse(job.public())
@@ -72,7 +79,7 @@ async def job_result(request: Request) -> Response:
     fmt = request.query_params.get("format", "json")
     if fmt not in FORMATS:
         return error(400, "invalid_parameter", f"format must be one of {FORMATS}", "format")
-    job = await service_of(request).get(request.path_params["job_id"])
+    job = await service_of(request).get(request.path_params["job_id"], principal_of(request))
     if job is None:
         return error(404, "not_found", "no such job (unknown, deleted or expired)")
     if job.status is not JobStatus.DONE or job.result is None:
@@ -88,7 +95,7 @@ async def job_result(request: Request) -> Response:
 async def delete_job(request: Request) -> Response:
     """Cancel a queued or running job; delete an ended one."""
     job_id = request.path_params["job_id"]
-    outcome = await service_of(request).cancel_or_delete(job_id)
+    outcome = await service_of(request).cancel_or_delete(job_id, principal_of(request))
     if outcome is None:
         return error(404, "not_found", "no such job (unknown, deleted or expired)")
     return JSONResponse({"job_id": job_id, "status": outcome})

@@ -6,7 +6,9 @@ Layout of the data dir: ``jobs.sqlite3`` (WAL, ``synchronous=FULL``: a committed
 transaction survives power loss), ``audio/<job id>`` (the upload, fsync'd and renamed
 into place *before* the job row is committed) and ``uploads/`` (partial uploads).
 So a job the API answered 202 for has its row and its audio on disk; a crash between
-the rename and the commit leaves only an orphan file, which ``sweep`` deletes.
+the rename and the commit leaves only an orphan file, which ``sweep`` deletes. A key's
+job quota is checked in the transaction that inserts the job, so concurrent uploads of
+one key cannot both slip under it.
 
 Each job row holds the whole ``Job`` as JSON plus the columns that queries need
 (status, not_before, lease_until, expires_at). Every state change is a read-modify-write
@@ -26,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from earshot.jobs.config import RetryPolicy
-from earshot.jobs.models import Job, JobStatus
+from earshot.jobs.models import ACTIVE, Job, JobQuota, JobStatus
 from earshot.jobs.store import Change
 
 SCHEMA = """
@@ -61,11 +63,18 @@ class SqliteJobStore:
         self._db.executescript(SCHEMA)
 
     # -- JobStore -------------------------------------------------------------------------
-    def create(self, job: Job, upload: Path) -> None:
+    def create(self, job: Job, upload: Path, quota: JobQuota | None = None) -> None:
         target = self.audio_path(job.id)
-        os.replace(upload, target)
-        _fsync_dir(self.audio_dir)
-        with self._transaction() as db:
+        with self._transaction() as db:  # the quota check and the insert: one transaction
+            if quota is not None:
+                jobs, size = db.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(json_extract(data, '$.size')), 0) FROM jobs"
+                    " WHERE status IN (?, ?) AND json_extract(data, '$.owner') IS ?",
+                    (*ACTIVE, job.owner),
+                ).fetchone()
+                quota.check(jobs, size, job.size)
+            os.replace(upload, target)
+            _fsync_dir(self.audio_dir)
             db.execute(
                 "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (job.id, job.status, job.created_at, job.not_before, job.lease_until,

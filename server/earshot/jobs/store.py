@@ -7,15 +7,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from earshot.jobs.models import Job
+from earshot.jobs.models import Job, JobQuota
 
 Change = Callable[[Job], Job | None]
 """Given the job as stored, the job to store instead, or None to leave it as it is."""
 
 
 class JobStore(Protocol):
-    def create(self, job: Job, upload: Path) -> None:
-        """Store ``job`` and take over its audio file; durable once this returns."""
+    def create(self, job: Job, upload: Path, quota: JobQuota | None = None) -> None:
+        """Store ``job`` and take over its audio file; durable once this returns.
+
+        With a ``quota``, atomically with the insert: ``QuotaExceeded`` when the job's
+        owner already has ``quota``'s worth of ``ACTIVE`` jobs (then nothing is stored,
+        ``upload`` is left as it was). ``StoreFull`` when the store has no room."""
 
     def get(self, job_id: str) -> Job | None: ...
 

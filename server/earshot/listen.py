@@ -94,7 +94,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from earshot import protocol
 from earshot.audio import ENCODINGS, AudioFormatError, FrameTooLarge
 from earshot.outbound import OutboundBuffer
-from earshot.pacing import InputPacer, InputTooFast
+from earshot.pacing import InputPacer, InputTooFast, TooManyMessages
 from earshot.runtime import Runtime
 from earshot.session import StreamSession
 from earshot.transcript import Transcript, TranscriptionRequest
@@ -166,7 +166,7 @@ class Connection:
         """Set when the sender has something to do: a message, or the close frame."""
         self.cut_off = asyncio.Event()
         """Set on entering ``CUT_OFF``: ``_serve`` closes the connection now."""
-        self.pacer: InputPacer[Mapping[str, Any]] = InputPacer(
+        self.pacer: InputPacer[bytes | str] = InputPacer(
             self.limits.max_input_lead_s, speed=self.limits.max_input_speed
         )
         options = session.options
@@ -283,22 +283,28 @@ class Connection:
             else:
                 if message["type"] == "websocket.disconnect":
                     return
-                data = message.get("bytes")
-                seconds = len(data) / self._bytes_per_second if data is not None else 0.0
-                self.pacer.arrive(message, seconds, time.monotonic())
+                self._arrive(message)
             for item in self.pacer.release(time.monotonic()):
                 self._apply(item)
             self.pump()
 
-    def _apply(self, message: Mapping[str, Any]) -> None:
-        if message.get("bytes") is not None:
-            self.session.receive_audio(message["bytes"])
+    def _arrive(self, message: Mapping[str, Any]) -> None:
+        """A client frame into the pacer. Control messages are parsed and checked here,
+        on arrival, and wait as their type only, so held messages cost little memory."""
+        data = message.get("bytes")
+        if data is not None:
+            self.pacer.arrive(data, len(data) / self._bytes_per_second, time.monotonic())
         elif message.get("text") is not None:
-            kind = protocol.parse_control(message["text"])
-            if kind == "finalize":
-                self.session.finalize()
-            elif kind == "close_stream":
-                self.session.close_stream()
+            self.pacer.arrive(protocol.parse_control(message["text"]), 0.0, time.monotonic())
+
+    def _apply(self, item: bytes | str) -> None:
+        """A client message whose turn has come: audio bytes, or a control type."""
+        if isinstance(item, bytes):
+            self.session.receive_audio(item)
+        elif item == "finalize":
+            self.session.finalize()
+        elif item == "close_stream":
+            self.session.close_stream()
 
     def _idle(self, seconds: float | None) -> None:
         """Nothing received for ``idle_timeout_s``: flush finals, then close 1008."""
@@ -437,6 +443,8 @@ def _close_for(error: BaseException | None) -> tuple[int, str]:
         return protocol.MESSAGE_TOO_BIG, "frame_too_large"
     if isinstance(error, protocol.ControlTooLarge):
         return protocol.MESSAGE_TOO_BIG, "control_message_too_large"
+    if isinstance(error, TooManyMessages):
+        return protocol.POLICY_VIOLATION, "too_many_messages"
     if isinstance(error, InputTooFast):
         return protocol.POLICY_VIOLATION, "input_too_fast"
     if isinstance(error, AudioFormatError):

@@ -117,6 +117,14 @@ class Queues:
                 return True
         return False
 
+    def cancel_file(self, request: TranscriptionRequest) -> bool:
+        """Remove a queued file segment; False when it isn't queued."""
+        for pending in self.files:
+            if pending.request is request:
+                self.files.remove(pending)
+                return True
+        return False
+
 
 def select_batch(
     queues: Queues, policy: SchedulingPolicy, now: float, *, partials: bool = True

@@ -154,8 +154,11 @@ class BatchScheduler:
 
     def cancel(self, request: TranscriptionRequest) -> bool:
         """Drop a queued final nobody needs any more (a speculative one made moot by more
-        speech). Returns False when it already runs or ran; its result is then ignored."""
+        speech) or file segment (its caller went away). Returns False when it already
+        runs or ran; its result is then ignored."""
         with self._cond:
+            if request.priority is Priority.FILE:
+                return self._queues.cancel_file(request)
             return self._queues.cancel_final(request)
 
     def live_idle_s(self) -> float:

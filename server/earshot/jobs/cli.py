@@ -93,6 +93,20 @@ def add_jobs_options(parser: argparse.ArgumentParser) -> None:
         "workers",
         help="jobs transcribed at once by one server (embedded backend)",
     )
+    config_option(
+        group,
+        "--sync-max-concurrent",
+        JobsConfig,
+        "sync_max_concurrent",
+        help="POST /v1/audio/transcriptions requests served at once (more get 429)",
+    )
+    config_option(
+        group,
+        "--sync-max-per-key",
+        JobsConfig,
+        "sync_max_per_key",
+        help="of those, most for one API key (without keys, all callers are one)",
+    )
 
 
 def jobs_config(args: argparse.Namespace) -> JobsConfig:
@@ -107,6 +121,8 @@ def jobs_config(args: argparse.Namespace) -> JobsConfig:
         lease_s=args.job_lease,
         redelivery_s=args.job_redelivery,
         workers=args.job_workers,
+        sync_max_concurrent=args.sync_max_concurrent,
+        sync_max_per_key=args.sync_max_per_key,
     )
 
 

@@ -52,6 +52,14 @@ class JobsConfig:
     task comes back is left alone (its lease says so)."""
     workers: int = 1
     """Jobs transcribed at once by the in-process worker."""
+    sync_max_concurrent: int = 4
+    """``POST /v1/audio/transcriptions`` requests served at once (more: 429). Each holds
+    its decoded file (up to ``max_duration_s`` of 16 kHz float32: 230 MiB an hour) and
+    the engine serves them one segment at a time anyway, so a few are enough to keep it
+    busy."""
+    sync_max_per_key: int = 2
+    """... and of one API key (without keys, all callers are one key), so that one
+    client cannot take every slot."""
     segments_in_flight: int = 0
     """File segments one job keeps queued in the scheduler; 0 = by device (CPU 1, GPU
     the policy's max_batch). Small keeps finals from waiting behind file batches."""

@@ -7,6 +7,11 @@ with live utterances but never ahead of their finals) and ``earshot worker`` (on
 scheduler of its own). At most ``in_flight`` segments of a file wait in the scheduler at
 once, so a long file never lines up a long run of batches in front of a live final.
 
+Decoding happens in a child process under memory and CPU limits
+(``audio_files.decode_untrusted``): an upload is untrusted data. Cancelling
+``transcribe_path`` (a client that went away, a cancelled job) kills the decoder and
+takes the file's queued segments back out of the scheduler.
+
 The language is detected once per file: the longest of the first few segments goes
 first without a language (the engine detects it), and the rest follow in that language.
 """
@@ -18,12 +23,13 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from earshot.audio_files import read_audio
+from earshot.audio_files import decode_untrusted, read_audio
 from earshot.file_segments import Segment, split_speech
 from earshot.jobs.models import JobOptions, JobResult, ResultSegment, ResultWord
 from earshot.scheduler import BatchScheduler
@@ -57,8 +63,13 @@ class SplitAudio:
 
 
 def decode_and_split(path: Path, vad: SileroVad, max_seconds: float) -> SplitAudio:
-    """Blocking (PyAV, VAD): run it in a thread, never on the event loop."""
+    """Blocking, in this process (PyAV, VAD): trusted files only, in a thread."""
     audio = read_audio(path, max_seconds=max_seconds)
+    return SplitAudio(audio, split_speech(audio, vad.stream()))
+
+
+def split_audio(audio: np.ndarray, vad: SileroVad) -> SplitAudio:
+    """Blocking (VAD): run it in a thread, never on the event loop."""
     return SplitAudio(audio, split_speech(audio, vad.stream()))
 
 
@@ -84,10 +95,21 @@ class FileTranscriber:
         self.max_seconds = max_seconds
 
     async def transcribe_path(
-        self, path: Path, options: JobOptions, *, owner: str, progress: Progress | None = None
+        self,
+        path: Path,
+        options: JobOptions,
+        *,
+        owner: str,
+        progress: Progress | None = None,
+        executor: Executor | None = None,
     ) -> JobResult:
-        split = await asyncio.to_thread(decode_and_split, path, self.vad, self.max_seconds)
-        return await self.transcribe(split, options, owner=owner, progress=progress)
+        """Decode (in a child process), split (in ``executor``, default: the loop's) and
+        transcribe ``path``. Raises UndecodableAudio or AudioTooLong for a bad file."""
+        decoded = await decode_untrusted(path, max_seconds=self.max_seconds)
+        loop = asyncio.get_running_loop()
+        parts = await loop.run_in_executor(executor, split_audio, decoded.audio, self.vad)
+        del decoded
+        return await self.transcribe(parts, options, owner=owner, progress=progress)
 
     async def transcribe(
         self,
@@ -148,7 +170,12 @@ class FileTranscriber:
         submitted = time.monotonic()
         log.debug("%s segment %d submitted", request.owner, request.utterance)
         self.scheduler.submit(request, answered)
-        transcript = await future
+        try:
+            transcript = await future
+        except asyncio.CancelledError:
+            if self.scheduler.cancel(request):  # still queued: the engine never sees it
+                log.debug("%s segment %d withdrawn", request.owner, request.utterance)
+            raise
         log.debug(
             "%s segment %d (%.1f s): yielded %.2f s, answered in %.2f s",
             request.owner,

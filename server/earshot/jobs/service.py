@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +25,7 @@ from earshot.jobs.config import JobsConfig
 from earshot.jobs.models import Job, JobOptions, JobQuota, JobStatus, new_job_id
 from earshot.jobs.pipeline import FileTranscriber
 from earshot.jobs.store import JobStore
+from earshot.jobs.sync_limits import SyncLimiter
 from earshot.jobs.uploads import Upload, receive_upload
 
 
@@ -52,6 +54,8 @@ class JobService:
         self.dispatcher = dispatcher
         self.upload_dir = config.data_dir / "uploads"
         self.upload_dir.mkdir(parents=True, exist_ok=True)
+        self.sync_limiter = SyncLimiter(config.sync_max_concurrent, config.sync_max_per_key)
+        """Bounds and threads of the synchronous endpoint (``openai_compat``)."""
 
     async def submit(
         self, upload: Path, filename: str, options: JobOptions, caller: Principal | None = None
@@ -103,12 +107,15 @@ class JobService:
         deleted = await asyncio.to_thread(self.store.delete, job_id)
         return "deleted" if deleted else None
 
-    def receive_upload(self, request: Request) -> AbstractAsyncContextManager[Upload]:
+    def receive_upload(
+        self, request: Request, executor: Executor | None = None
+    ) -> AbstractAsyncContextManager[Upload]:
         """The request's multipart upload, kept in this service's folder within its limits
-        (one place for both upload routes: /v1/jobs and the OpenAI endpoint)."""
+        (one place for both upload routes: /v1/jobs and the OpenAI endpoint); its blocking
+        steps run in ``executor`` (default: the loop's)."""
         config = self.config
         return receive_upload(
-            request, self.upload_dir, config.max_upload_bytes, config.max_duration_s
+            request, self.upload_dir, config.max_upload_bytes, config.max_duration_s, executor
         )
 
     def start(self) -> None:
@@ -116,6 +123,7 @@ class JobService:
 
     async def stop(self) -> None:
         await self.dispatcher.stop()
+        self.sync_limiter.close()
         await asyncio.to_thread(self.store.close)
 
 

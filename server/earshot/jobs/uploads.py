@@ -1,6 +1,8 @@
 """Receive one uploaded audio file from a multipart form: size-capped while it streams
-in (413), written to the data dir and fsync'd (so a 202 means durable), and probed with
-PyAV (415 for data that isn't decodable audio) before anything is queued.
+in (413), written to the data dir and fsync'd (so a 202 means durable), and probed in a
+decoder child process (``audio_files.decode_untrusted``; 415 for data that isn't audio
+in an accepted container, codec and rate, 422 for a file the decoder dies on) before
+anything is queued.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +24,13 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from earshot.access import upload_limit
-from earshot.audio_files import UndecodableAudio, probe_audio
+from earshot.audio_files import (
+    AudioTooLong,
+    DecoderFailed,
+    UndecodableAudio,
+    UnsupportedAudio,
+    decode_untrusted,
+)
 
 FORM_OVERHEAD = 64 * 1024
 """Multipart headers and the small option fields, on top of the file itself."""
@@ -51,13 +60,29 @@ class Upload:
         return values[-1] if values else None
 
 
+def media_error(exc: UndecodableAudio | AudioTooLong) -> UploadError:
+    """The HTTP refusal of a file the decoder refused (at the door, or decoding it all)."""
+    if isinstance(exc, AudioTooLong):
+        return UploadError(413, "audio_too_long", f"audio {exc}", "file")
+    if isinstance(exc, DecoderFailed):
+        return UploadError(422, "undecodable_audio", f"file could not be decoded: {exc}", "file")
+    if isinstance(exc, UnsupportedAudio):
+        return UploadError(415, "unsupported_audio", str(exc), "file")
+    return UploadError(415, "unsupported_media", f"file is not decodable audio: {exc}", "file")
+
+
 @asynccontextmanager
 async def receive_upload(
-    request: Request, upload_dir: Path, max_bytes: int, max_seconds: float
+    request: Request,
+    upload_dir: Path,
+    max_bytes: int,
+    max_seconds: float,
+    executor: Executor | None = None,
 ) -> AsyncIterator[Upload]:
     """``async with receive_upload(...) as upload:`` the file is deleted on exit unless
     the body moved it away (a job took it over). The cap is the smaller of ``max_bytes``
-    and the caller's own (per API key, ``access.upload_limit``)."""
+    and the caller's own (per API key, ``access.upload_limit``). The copy to disk runs in
+    ``executor`` (default: the loop's)."""
     key_cap = upload_limit(request)
     max_bytes = max_bytes if key_cap is None else min(max_bytes, key_cap)
     declared = request.headers.get("content-length")
@@ -71,18 +96,20 @@ async def receive_upload(
     except _TooLarge as exc:
         raise _too_large(max_bytes) from exc
     try:
-        upload = await _save(form, upload_dir, max_bytes)
+        upload = await _save(form, upload_dir, max_bytes, executor)
     finally:
         await form.close()
     try:
-        duration = await asyncio.to_thread(probe_audio, upload.path)
+        try:
+            probed = await decode_untrusted(upload.path, max_seconds=max_seconds, probe=True)
+        except (UndecodableAudio, AudioTooLong) as exc:
+            raise media_error(exc) from exc
+        duration = probed.info.duration
         if duration is not None and duration > max_seconds:
             raise UploadError(
                 413, "audio_too_long", f"audio longer than {max_seconds:.0f} s", "file"
             )
         yield upload
-    except UndecodableAudio as exc:
-        raise UploadError(415, "unsupported_media", "file is not decodable audio", "file") from exc
     finally:
         upload.path.unlink(missing_ok=True)
 
@@ -109,7 +136,9 @@ def _too_large(max_bytes: int) -> UploadError:
     return UploadError(413, "file_too_large", f"upload larger than {max_bytes} bytes", "file")
 
 
-async def _save(form: FormData, upload_dir: Path, max_bytes: int) -> Upload:
+async def _save(
+    form: FormData, upload_dir: Path, max_bytes: int, executor: Executor | None
+) -> Upload:
     files = [v for v in form.values() if isinstance(v, UploadFile)]
     file = form.get("file")
     if not isinstance(file, UploadFile) or len(files) != 1:
@@ -121,7 +150,7 @@ async def _save(form: FormData, upload_dir: Path, max_bytes: int) -> Upload:
         if isinstance(value, str):
             fields.setdefault(key, []).append(value)
     path = upload_dir / f"{uuid.uuid4().hex}.part"
-    await asyncio.to_thread(_copy_fsync, file, path)
+    await asyncio.get_running_loop().run_in_executor(executor, _copy_fsync, file, path)
     return Upload(path, file.filename or "audio", fields)
 
 

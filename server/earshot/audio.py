@@ -1,23 +1,83 @@
-"""Client PCM bytes → float32 mono at 16 kHz, incrementally.
+"""Client audio bytes → float32 mono at 16 kHz, incrementally.
 
-Sans-I/O: ``PcmDecoder.decode(frame)`` takes one binary frame and returns the samples
-it yields. Resampling uses soxr's streaming resampler so chunk boundaries leave no
-clicks and the stream's sample clock stays exact.
+Sans-I/O: a decoder's ``decode(frame)`` takes one binary frame and returns the samples
+it yields; ``decoder_for(fmt)`` picks the decoder for a stream's encoding. Raw encodings
+(``PCM_ENCODINGS``: 16-bit and float PCM, G.711 μ-law and A-law) are decoded here by
+``PcmDecoder``; containerised Opus (``OPUS_ENCODINGS``: Ogg and WebM, what browsers'
+MediaRecorder produces) by ``earshot.opus_stream``. Resampling uses soxr's streaming
+resampler so chunk boundaries leave no clicks and the stream's sample clock stays exact.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import soxr
 
 from earshot.transcript import SAMPLE_RATE
 
-ENCODINGS: dict[str, np.dtype] = {
+PCM_ENCODINGS: dict[str, np.dtype] = {
     "pcm_s16le": np.dtype("<i2"),
     "pcm_f32le": np.dtype("<f4"),
+    "pcm_mulaw": np.dtype("u1"),
+    "pcm_alaw": np.dtype("u1"),
 }
+"""Raw sample encodings: the sample dtype on the wire (G.711: one byte per sample)."""
+
+OPUS_ENCODINGS = ("ogg_opus", "webm_opus")
+"""Opus in a container; the container's header says the rate (Opus decodes at 48 kHz)."""
+
+OPUS_NOMINAL_BYTES_PER_S = 16_000
+"""Opus has no fixed bytes per second: input pacing counts its bytes at a nominal
+128 kbit/s (MediaRecorder's usual rate; speech at 24–64 kbit/s counts as slower than
+real time). The decoder separately bounds the audio one frame may yield."""
+
+OPUS_MAX_FRAME_BYTES = 65_536
+"""One frame of containerised Opus: 1 s at Opus's top rate (510 kbit/s) fits."""
+
+ENCODINGS: dict[str, np.dtype] = {
+    **PCM_ENCODINGS,
+    **{name: np.dtype("u1") for name in OPUS_ENCODINGS},
+}
+"""Every accepted ``encoding``. The value is the raw sample dtype; for Opus it is bytes
+(``sample_rate`` × 1 byte = the nominal rate at the default 16 kHz). Prefer
+``AudioFormat.bytes_per_second``, which is exact for raw encodings and nominal for Opus."""
+
+
+def _mulaw_table() -> np.ndarray:
+    """ITU-T G.711 μ-law: the 8-bit code is inverted; then sign (bit 7), a 3-bit
+    exponent and a 4-bit mantissa; magnitude = ((mantissa << 3) + 0x84) << exponent,
+    less the 0x84 bias; the 16-bit result is scaled to [-1, 1)."""
+    codes = np.arange(256, dtype=np.int32) ^ 0xFF
+    exponent = (codes >> 4) & 0x07
+    mantissa = codes & 0x0F
+    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
+    linear = np.where(codes & 0x80, -magnitude, magnitude)
+    return (linear / 32768.0).astype(np.float32)
+
+
+def _alaw_table() -> np.ndarray:
+    """ITU-T G.711 A-law: even bits inverted (XOR 0x55); then sign (bit 7 set: positive),
+    a 3-bit segment and a 4-bit mantissa; segment 0 is linear ((mantissa << 4) + 8),
+    segment s > 0 is ((mantissa << 4) + 0x108) << (s − 1); scaled to [-1, 1)."""
+    codes = np.arange(256, dtype=np.int32) ^ 0x55
+    segment = (codes >> 4) & 0x07
+    mantissa = codes & 0x0F
+    magnitude = np.where(
+        segment == 0,
+        (mantissa << 4) + 8,
+        ((mantissa << 4) + 0x108) << np.maximum(segment - 1, 0),
+    )
+    linear = np.where(codes & 0x80, magnitude, -magnitude)
+    return (linear / 32768.0).astype(np.float32)
+
+
+G711_TABLES: dict[str, np.ndarray] = {"pcm_mulaw": _mulaw_table(), "pcm_alaw": _alaw_table()}
+"""Why tables: a G.711 byte has only 256 possible values, so decoding is one vectorised
+gather (``table[codes]``) per frame, exact (the same arithmetic, done once per code at
+import) and far cheaper than the bit arithmetic per sample."""
 
 
 class AudioFormatError(ValueError):
@@ -31,29 +91,59 @@ class FrameTooLarge(AudioFormatError):
 @dataclass(frozen=True)
 class AudioFormat:
     sample_rate: int = SAMPLE_RATE
+    """Hz of raw PCM; unused for Opus, whose container says its own."""
     encoding: str = "pcm_s16le"
+
+    @property
+    def is_opus(self) -> bool:
+        return self.encoding in OPUS_ENCODINGS
 
     @property
     def bytes_per_sample(self) -> int:
         return ENCODINGS[self.encoding].itemsize
 
     @property
+    def bytes_per_second(self) -> int:
+        """Exact for raw encodings; nominal for Opus (``OPUS_NOMINAL_BYTES_PER_S``)."""
+        if self.is_opus:
+            return OPUS_NOMINAL_BYTES_PER_S
+        return self.sample_rate * self.bytes_per_sample
+
+    @property
     def max_frame_bytes(self) -> int:
         """The protocol allows at most one second of audio per frame."""
+        if self.is_opus:
+            return OPUS_MAX_FRAME_BYTES
         return self.sample_rate * self.bytes_per_sample
+
+
+class AudioDecoder(Protocol):
+    format: AudioFormat
+
+    def decode(self, frame: bytes) -> np.ndarray: ...
+
+    def flush(self) -> np.ndarray: ...
+
+
+def decoder_for(fmt: AudioFormat) -> AudioDecoder:
+    """The incremental decoder for ``fmt``'s encoding."""
+    if fmt.is_opus:
+        from earshot.opus_stream import OpusStreamDecoder  # PyAV only where it is needed
+
+        return OpusStreamDecoder(fmt)
+    return PcmDecoder(fmt)
 
 
 class PcmDecoder:
     """Decodes and resamples one stream's frames, keeping resampler state between them."""
 
     def __init__(self, fmt: AudioFormat) -> None:
+        if fmt.encoding not in PCM_ENCODINGS:
+            raise ValueError(f"{fmt.encoding} is not a raw PCM encoding")
         self.format = fmt
-        self._dtype = ENCODINGS[fmt.encoding]
-        self._resampler = (
-            None
-            if fmt.sample_rate == SAMPLE_RATE
-            else soxr.ResampleStream(fmt.sample_rate, SAMPLE_RATE, 1, dtype="float32")
-        )
+        self._dtype = PCM_ENCODINGS[fmt.encoding]
+        self._table = G711_TABLES.get(fmt.encoding)
+        self._resampler = Resampler(fmt.sample_rate)
 
     def decode(self, frame: bytes) -> np.ndarray:
         if len(frame) > self.format.max_frame_bytes:
@@ -67,20 +157,36 @@ class PcmDecoder:
                 f" {self._dtype.itemsize}-byte {self.format.encoding} samples"
             )
         samples = np.frombuffer(frame, dtype=self._dtype)
-        if self._dtype.kind == "i":
+        if self._table is not None:
+            pcm = self._table[samples]
+        elif self._dtype.kind == "i":
             pcm = samples.astype(np.float32) / 32768.0
         else:
             pcm = samples.astype(np.float32)
             if not np.all(np.isfinite(pcm)):
                 raise AudioFormatError("pcm_f32le frame contains NaN or infinity")
             np.clip(pcm, -1.0, 1.0, out=pcm)
-        return self._resample(pcm, last=False)
+        return self._resampler.resample(pcm)
 
     def flush(self) -> np.ndarray:
         """The resampler's delayed tail, at end of stream."""
-        return self._resample(np.zeros(0, np.float32), last=True)
+        return self._resampler.flush()
 
-    def _resample(self, pcm: np.ndarray, *, last: bool) -> np.ndarray:
-        if self._resampler is None:
+
+class Resampler:
+    """Streaming resampling to 16 kHz (a pass-through at 16 kHz)."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self._stream = (
+            None
+            if sample_rate == SAMPLE_RATE
+            else soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32")
+        )
+
+    def resample(self, pcm: np.ndarray, *, last: bool = False) -> np.ndarray:
+        if self._stream is None:
             return pcm
-        return self._resampler.resample_chunk(pcm, last=last).astype(np.float32, copy=False)
+        return self._stream.resample_chunk(pcm, last=last).astype(np.float32, copy=False)
+
+    def flush(self) -> np.ndarray:
+        return self.resample(np.zeros(0, np.float32), last=True)

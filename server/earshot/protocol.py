@@ -23,7 +23,7 @@ MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
 
-CONTROL_TYPES = frozenset({"finalize", "close_stream", "keepalive"})
+CONTROL_TYPES = frozenset({"finalize", "close_stream", "keepalive", "configure"})
 LANGUAGE_AUTO = "auto"
 
 
@@ -52,6 +52,15 @@ class SessionOptions:
     max_utterance_s: float = EndpointingConfig.max_utterance_s
     prompt: str | None = None
     token: str | None = None
+    eager_eot: bool = False
+    """*Extension*: send ``eager_end_of_turn`` when a pause may end the turn (a
+    speculative final's text) and ``turn_resumed`` when speech goes on."""
+
+
+MAX_PROMPT_CHARS = 1000
+"""``prompt`` (query parameter or ``configure``), keyterms included."""
+MAX_KEYTERMS = 100
+MAX_KEYTERM_CHARS = 100
 
 
 def _boolean(name: str, value: str) -> bool:
@@ -107,7 +116,7 @@ def parse_options(
             if languages is not None and language not in languages:
                 raise ParameterError("language", f"{language!r} is not supported by this model")
             options["language"] = language
-    for flag in ("interim_results", "word_timestamps"):
+    for flag in ("interim_results", "word_timestamps", "eager_eot"):
         if flag in query:
             options[flag] = _boolean(flag, query[flag])
     if "format" in query:
@@ -123,8 +132,8 @@ def parse_options(
             "max_utterance_s", query["max_utterance_s"], *MAX_UTTERANCE_S_RANGE
         )
     if "prompt" in query:
-        if len(query["prompt"]) > 1000:
-            raise ParameterError("prompt", "longer than 1000 characters")
+        if len(query["prompt"]) > MAX_PROMPT_CHARS:
+            raise ParameterError("prompt", f"longer than {MAX_PROMPT_CHARS} characters")
         options["prompt"] = query["prompt"] or None
     if "token" in query:
         options["token"] = query["token"]
@@ -143,8 +152,73 @@ MAX_CONTROL_CHARS = 4096
 """Control messages are a few bytes; anything longer is refused before parsing."""
 
 
-def parse_control(text: str) -> str:
-    """Return the control message type of a client text frame."""
+@dataclass(frozen=True)
+class Configure:
+    """*Extension*: ``{"type": "configure", "prompt": ..., "keyterms": [...]}``. A field
+    that is present replaces that setting (``null``, ``""`` or ``[]`` clears it); an absent
+    one keeps it. Utterances that start afterwards use the new prompt."""
+
+    prompt: str | None = None
+    keyterms: tuple[str, ...] | None = None
+    set_prompt: bool = False
+    """Whether the message had ``prompt`` (absent: keep the current one)."""
+
+    def apply(
+        self, prompt: str | None, keyterms: tuple[str, ...]
+    ) -> tuple[str | None, tuple[str, ...]]:
+        """The (prompt, keyterms) after this message, given the current ones."""
+        return (
+            self.prompt if self.set_prompt else prompt,
+            keyterms if self.keyterms is None else self.keyterms,
+        )
+
+
+CONFIGURE_FIELDS = frozenset({"type", "prompt", "keyterms"})
+
+
+def effective_prompt(prompt: str | None, keyterms: tuple[str, ...]) -> str | None:
+    """The prompt the engine gets: the client's prompt, then its keyterms (spelled as
+    given, comma-separated, so the decoder is biased towards them)."""
+    parts = [p for p in (prompt, ", ".join(keyterms)) if p]
+    return " ".join(parts) or None
+
+
+def _configure(message: dict[str, Any]) -> Configure:
+    unknown = sorted(set(message) - CONFIGURE_FIELDS)
+    if unknown:
+        expected = sorted(CONFIGURE_FIELDS - {"type"})
+        raise ControlError(f"configure: unknown field {unknown[0]!r}; expected {expected}")
+    prompt: str | None = None
+    if "prompt" in message:
+        value = message["prompt"]
+        if value is not None and not isinstance(value, str):
+            raise ControlError("configure: prompt must be a string or null")
+        if value is not None and len(value) > MAX_PROMPT_CHARS:
+            raise ControlError(f"configure: prompt longer than {MAX_PROMPT_CHARS} characters")
+        prompt = value or None
+    keyterms: tuple[str, ...] | None = None
+    if "keyterms" in message:
+        terms = message["keyterms"]
+        if terms is None:
+            terms = []
+        if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
+            raise ControlError("configure: keyterms must be a list of strings")
+        if len(terms) > MAX_KEYTERMS:
+            raise ControlError(f"configure: more than {MAX_KEYTERMS} keyterms")
+        keyterms = tuple(t.strip() for t in terms)
+        if not all(0 < len(t) <= MAX_KEYTERM_CHARS for t in keyterms):
+            raise ControlError(f"configure: each keyterm must be 1-{MAX_KEYTERM_CHARS} characters")
+    configure = Configure(prompt, keyterms, set_prompt="prompt" in message)
+    combined = effective_prompt(prompt, keyterms or ())
+    if combined is not None and len(combined) > MAX_PROMPT_CHARS:
+        raise ControlError(
+            f"configure: prompt and keyterms together longer than {MAX_PROMPT_CHARS} characters"
+        )
+    return configure
+
+
+def parse_control_message(text: str) -> str | Configure:
+    """A client text frame: its type, or for ``configure`` the validated message."""
     if len(text) > MAX_CONTROL_CHARS:
         raise ControlTooLarge(f"text frame longer than {MAX_CONTROL_CHARS} characters")
     try:
@@ -154,7 +228,15 @@ def parse_control(text: str) -> str:
     kind = message.get("type") if isinstance(message, dict) else None
     if not isinstance(kind, str) or kind not in CONTROL_TYPES:
         raise ControlError(f"unknown control message; expected type in {sorted(CONTROL_TYPES)}")
+    if kind == "configure":
+        return _configure(message)
     return kind
+
+
+def parse_control(text: str) -> str:
+    """Return the control message type of a client text frame (validated in full)."""
+    message = parse_control_message(text)
+    return "configure" if isinstance(message, Configure) else message
 
 
 def encode_message(message: Mapping[str, Any], fmt: str) -> str | bytes:

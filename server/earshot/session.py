@@ -16,6 +16,28 @@ final. Finals are released strictly in utterance order, exactly one each, even i
 engine answers out of order; a partial is dropped once its utterance's final was
 requested, or when a newer partial of it was already sent. After ``close_stream`` the
 session sends ``closed`` once every final is out.
+
+Speculation and eager end of turn
+---------------------------------
+When a pause reaches ``speculate_after_s`` (250 ms) the final is requested early, for
+exactly the audio the final would cover if this pause is the endpoint. State: the
+speculative request, its result once answered, and whether ``eager_end_of_turn`` was
+sent for it (only with the client's ``eager_eot``).
+
+=====================  ===============================  ===================================
+event                  before the result                after the result
+=====================  ===============================  ===================================
+result arrives         held; ``eager_end_of_turn``      –
+                       once earlier finals are out
+speech resumes         request cancelled                dropped; ``turn_resumed`` if the
+                                                        eager message went out
+endpoint at that end   the request becomes the final    its result is the final at once
+other end (finalize,   cancelled; a new final request   dropped; the final follows (no
+cut)                                                    ``turn_resumed``)
+=====================  ===============================  ===================================
+
+Prompt: ``configure`` (a control message) replaces the prompt and keyterms for
+utterances that open afterwards; an open utterance keeps the prompt it opened with.
 """
 
 from __future__ import annotations
@@ -26,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from earshot.audio import AudioFormat, PcmDecoder
+from earshot.audio import AudioFormat, decoder_for
 from earshot.endpointing import (
     EndpointingConfig,
     State,
@@ -34,7 +56,7 @@ from earshot.endpointing import (
     UtteranceSegmenter,
     UtteranceStart,
 )
-from earshot.protocol import SessionOptions, error_message
+from earshot.protocol import Configure, SessionOptions, effective_prompt, error_message
 from earshot.transcript import SAMPLE_RATE, Priority, Transcript, TranscriptionRequest
 from earshot.utterance_buffer import UtteranceBuffer
 from earshot.vad import VoiceDetector
@@ -66,7 +88,7 @@ class StreamSession:
         self.tuning = tuning or SessionTuning()
         self.id = session_id or uuid.uuid4().hex[:16]
         self._vad = vad
-        self._decoder = PcmDecoder(AudioFormat(options.sample_rate, options.encoding))
+        self._decoder = decoder_for(AudioFormat(options.sample_rate, options.encoding))
         self.endpointing = replace(
             self.tuning.endpointing,
             endpointing_ms=options.endpointing_ms,
@@ -89,6 +111,12 @@ class StreamSession:
         """A final requested during a pause, before endpointing confirmed the end."""
         self._speculative_end = 0
         self._speculative_result: Transcript | None = None
+        self._eager_sent = False
+        """Whether ``eager_end_of_turn`` went out for the current speculation."""
+        self._prompt = options.prompt
+        self._keyterms: tuple[str, ...] = ()
+        self._utterance_prompt = options.prompt
+        """The prompt of the open utterance: the one current when it opened."""
         self._cancelled: list[TranscriptionRequest] = []
         self._ready_finals: dict[int, list[dict[str, Any]]] = {}
         """Per answered utterance, its messages (an engine error, then the final), held
@@ -113,6 +141,22 @@ class StreamSession:
         """Client's ``finalize``: end the open utterance now."""
         self._boundaries(self._segmenter.end_now(self._received))
 
+    def configure(self, message: Configure) -> None:
+        """Client's ``configure``: the prompt (and keyterms) of utterances that open
+        from now on."""
+        prompt, self._keyterms = message.apply(self._prompt, self._keyterms)
+        self._prompt = prompt
+
+    def control(self, message: str | Configure) -> None:
+        """A parsed control message (``protocol.parse_control_message``)."""
+        if isinstance(message, Configure):
+            self.configure(message)
+        elif message == "finalize":
+            self.finalize()
+        elif message == "close_stream":
+            self.close_stream()
+        # keepalive: nothing to do
+
     def close_stream(self) -> None:
         """No more audio: finalize everything, then ``closed`` when all finals are out."""
         if self.closing:
@@ -126,6 +170,7 @@ class StreamSession:
         if request.priority is Priority.FINAL:
             if request is self._speculative:
                 self._speculative_result = transcript  # used if the pause is the endpoint
+                self._maybe_eager()
                 return
             if self._pending_finals.get(request.utterance) is not request:
                 # A speculative final whose pause was not the end: still a good partial.
@@ -198,6 +243,7 @@ class StreamSession:
         self._next_utterance += 1
         self._utterance_start = max(start, self._buffer.start)
         self._last_partial_at = self._utterance_start
+        self._utterance_prompt = effective_prompt(self._prompt, self._keyterms)
         self._messages.append(
             {
                 "type": "speech_started",
@@ -251,8 +297,37 @@ class StreamSession:
     def _drop_speculation(self, *, cancel: bool) -> None:
         if cancel and self._speculative is not None:
             self._cancelled.append(self._speculative)
+            if self._eager_sent:
+                self._messages.append(
+                    {"type": "turn_resumed", "utterance": self._speculative.utterance}
+                )
         self._speculative = None
         self._speculative_result = None
+        self._eager_sent = False
+
+    def _maybe_eager(self) -> None:
+        """``eager_end_of_turn`` for an answered speculation, once every earlier final is
+        out (so it never overtakes them); never for an engine failure."""
+        request, result = self._speculative, self._speculative_result
+        if (
+            not self.options.eager_eot
+            or request is None
+            or result is None
+            or result.error
+            or self._eager_sent
+            or self._next_final_out != request.utterance
+        ):
+            return
+        self._eager_sent = True
+        self._messages.append(
+            {
+                "type": "eager_end_of_turn",
+                "utterance": request.utterance,
+                "text": result.text,
+                "start": round(request.start, 3),
+                "end": round(request.start + request.duration, 3),
+            }
+        )
 
     def _maybe_partial(self) -> None:
         if not self.options.interim_results or self._utterance is None:
@@ -276,7 +351,7 @@ class StreamSession:
             priority=priority,
             language=self.options.language,
             language_hint=self._language_hint,
-            prompt=self.options.prompt,
+            prompt=self._utterance_prompt,
             word_timestamps=self.options.word_timestamps and priority is Priority.FINAL,
             owner=self.id,
             utterance=self._utterance,
@@ -327,6 +402,7 @@ class StreamSession:
             self._messages.extend(self._ready_finals.pop(self._next_final_out))
             self._partial_sent.pop(self._next_final_out, None)
             self._next_final_out += 1
+        self._maybe_eager()
         self._maybe_closed()
 
     def _maybe_closed(self) -> None:

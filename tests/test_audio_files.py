@@ -31,13 +31,14 @@ from earshot.audio_files import (
     read_audio,
 )
 from earshot.decoder import MAX_SAMPLE_RATE
-from earshot.file_segments import Segment
+from earshot.file_segments import VAD_CHUNK_SAMPLES, Segment, SplitStopped, split_speech
 from earshot.jobs.models import JobOptions
 from earshot.jobs.openai_compat import ClientGone, unless_disconnected
 from earshot.jobs.pipeline import FileTranscriber, SplitAudio
 from earshot.jobs.sync_limits import SyncLimiter
 from earshot.scheduler import BatchScheduler, SchedulingPolicy
 from earshot.transcript import Transcript, TranscriptionRequest
+from fakes import LoudnessVad
 from waiting import async_poll_until
 
 T = TypeVar("T")
@@ -311,3 +312,17 @@ def test_cancelling_a_file_withdraws_its_queued_segments() -> None:
             scheduler.stop()
 
     run(scenario())
+
+
+def test_the_speech_split_stops_between_pieces_when_asked() -> None:
+    audio = np.zeros(VAD_CHUNK_SAMPLES * 3, np.float32)
+    asked: list[int] = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > 1
+
+    with pytest.raises(SplitStopped):
+        split_speech(audio, LoudnessVad(), stop=stop)
+    assert len(asked) == 2  # one piece read, then it stopped
+    assert split_speech(audio, LoudnessVad(), stop=lambda: False) == []

@@ -5,6 +5,7 @@ segments can be batched with live utterances.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,15 +39,23 @@ class Segment:
         return self.end / SAMPLE_RATE
 
 
+class SplitStopped(Exception):
+    """``stop()`` said so: nobody wants the segments any more."""
+
+
 def split_speech(
     audio: np.ndarray,
     vad: VoiceDetector,
     config: EndpointingConfig = FILE_ENDPOINTING,
+    stop: Callable[[], bool] | None = None,
 ) -> list[Segment]:
-    """Speech segments of ``audio`` (16 kHz float32); silence is never sent to Whisper."""
+    """Speech segments of ``audio`` (16 kHz float32); silence is never sent to Whisper.
+    ``stop`` is asked between pieces (its caller went away): True raises SplitStopped."""
     segmenter = UtteranceSegmenter(config)
     boundaries = []
     for i in range(0, len(audio), VAD_CHUNK_SAMPLES):
+        if stop is not None and stop():
+            raise SplitStopped()
         boundaries += segmenter.feed(vad.process(audio[i : i + VAD_CHUNK_SAMPLES]).tolist())
     boundaries += segmenter.end_now(len(audio))
     segments: list[Segment] = []

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -68,9 +69,13 @@ def decode_and_split(path: Path, vad: SileroVad, max_seconds: float) -> SplitAud
     return SplitAudio(audio, split_speech(audio, vad.stream()))
 
 
-def split_audio(audio: np.ndarray, vad: SileroVad) -> SplitAudio:
-    """Blocking (VAD): run it in a thread, never on the event loop."""
-    return SplitAudio(audio, split_speech(audio, vad.stream()))
+def split_audio(
+    audio: np.ndarray, vad: SileroVad, stop: threading.Event | None = None
+) -> SplitAudio:
+    """Blocking (VAD): run it in a thread, never on the event loop; ``stop`` ends it early
+    (SplitStopped)."""
+    check = None if stop is None else stop.is_set
+    return SplitAudio(audio, split_speech(audio, vad.stream(), stop=check))
 
 
 class FileTranscriber:
@@ -107,7 +112,12 @@ class FileTranscriber:
         transcribe ``path``. Raises UndecodableAudio or AudioTooLong for a bad file."""
         decoded = await decode_untrusted(path, max_seconds=self.max_seconds)
         loop = asyncio.get_running_loop()
-        parts = await loop.run_in_executor(executor, split_audio, decoded.audio, self.vad)
+        stop = threading.Event()
+        try:
+            parts = await loop.run_in_executor(executor, split_audio, decoded.audio, self.vad, stop)
+        except asyncio.CancelledError:
+            stop.set()  # the thread can't be cancelled, but it stops at the next piece
+            raise
         del decoded
         return await self.transcribe(parts, options, owner=owner, progress=progress)
 

@@ -8,6 +8,7 @@ anything is queued.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import uuid
@@ -32,6 +33,7 @@ from earshot.audio_files import (
     decode_untrusted,
 )
 
+log = logging.getLogger(__name__)
 FORM_OVERHEAD = 64 * 1024
 """Multipart headers and the small option fields, on top of the file itself."""
 
@@ -60,15 +62,22 @@ class Upload:
         return values[-1] if values else None
 
 
+ACCEPTED = "wav, flac, mp3, ogg/opus, webm/matroska, mp4/m4a/mov or aac"
+
+
 def media_error(exc: UndecodableAudio | AudioTooLong) -> UploadError:
-    """The HTTP refusal of a file the decoder refused (at the door, or decoding it all)."""
+    """The HTTP refusal of a file the decoder refused (at the door, or decoding it all).
+    Messages are the decoder's own words, never FFmpeg's or a child's output (logged)."""
+    log.info("upload refused: %s: %s", type(exc).__name__, exc)
     if isinstance(exc, AudioTooLong):
         return UploadError(413, "audio_too_long", f"audio {exc}", "file")
     if isinstance(exc, DecoderFailed):
-        return UploadError(422, "undecodable_audio", f"file could not be decoded: {exc}", "file")
+        message = "file could not be decoded within the decoder's memory and time limits"
+        return UploadError(422, "undecodable_audio", message, "file")
     if isinstance(exc, UnsupportedAudio):
         return UploadError(415, "unsupported_audio", str(exc), "file")
-    return UploadError(415, "unsupported_media", f"file is not decodable audio: {exc}", "file")
+    message = f"file is not decodable audio in an accepted container ({ACCEPTED})"
+    return UploadError(415, "unsupported_media", message, "file")
 
 
 @asynccontextmanager

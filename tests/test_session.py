@@ -8,7 +8,7 @@ from tests.fakes import LoudnessVad, pcm16, silence, tone
 
 from earshot.audio import AudioFormatError, FrameTooLarge
 from earshot.endpointing import EndpointingConfig
-from earshot.protocol import SessionOptions
+from earshot.protocol import Configure, SessionOptions
 from earshot.session import SessionTuning, StreamSession
 from earshot.transcript import Priority, Transcript, TranscriptionRequest
 
@@ -297,3 +297,121 @@ def test_speculation_can_be_turned_off() -> None:
     )
     feed(session, np.concatenate([tone(1.5), silence(0.3)]))
     assert finals_of(session.requests_to_engine()) == []
+
+
+# -- extensions: eager end of turn, configure -----------------------------------------
+def of_type(messages: list[dict[str, object]], kind: str) -> list[dict[str, object]]:
+    return [m for m in messages if m["type"] == kind]
+
+
+def test_eager_end_of_turn_then_the_final_at_the_endpoint() -> None:
+    session = make(eager_eot=True)
+    feed(session, np.concatenate([tone(1.5), silence(0.3)]))
+    (early,) = finals_of(session.requests_to_engine())
+    session.messages_to_send()
+    session.receive_transcript(early, Transcript(text="maybe done", language="en"))
+    assert session.messages_to_send() == [
+        {
+            "type": "eager_end_of_turn",
+            "utterance": 0,
+            "text": "maybe done",
+            "start": round(early.start, 3),
+            "end": round(early.start + early.duration, 3),
+        }
+    ]
+    feed(session, silence(0.5))
+    messages = session.messages_to_send()
+    assert [m["type"] for m in messages] == ["final"]
+    assert messages[0]["text"] == "maybe done" and messages[0]["end"] == round(
+        early.start + early.duration, 3
+    )
+
+
+def test_speech_after_an_eager_end_of_turn_sends_turn_resumed_then_one_final() -> None:
+    session = make(eager_eot=True, interim_results=False)
+    feed(session, np.concatenate([tone(1.5), silence(0.3)]))
+    (early,) = finals_of(session.requests_to_engine())
+    session.receive_transcript(early, Transcript(text="half", language="en"))
+    assert of_type(session.messages_to_send(), "eager_end_of_turn")
+    feed(session, tone(1.0))
+    assert session.messages_to_send() == [{"type": "turn_resumed", "utterance": 0}]
+    assert session.requests_to_cancel() == [early]
+    feed(session, silence(1.0))
+    (real,) = finals_of(session.requests_to_engine())
+    session.receive_transcript(real, Transcript(text="half and whole", language="en"))
+    messages = session.messages_to_send()
+    # Answered after the endpoint: the final at once, with no eager message before it.
+    assert [m["type"] for m in messages] == ["final"]
+    assert messages[0]["utterance"] == 0 and messages[0]["text"] == "half and whole"
+
+
+def test_no_turn_resumed_when_speech_resumes_before_the_eager_text_was_ready() -> None:
+    session = make(eager_eot=True)
+    feed(session, np.concatenate([tone(1.5), silence(0.3)]))
+    (early,) = finals_of(session.requests_to_engine())
+    feed(session, tone(1.0))
+    session.receive_transcript(early, Transcript(text="stale", language="en"))
+    types = [m["type"] for m in session.messages_to_send()]
+    assert "eager_end_of_turn" not in types and "turn_resumed" not in types
+
+
+def test_eager_end_of_turn_waits_for_earlier_finals() -> None:
+    session = make(eager_eot=True)
+    feed(session, np.concatenate([tone(1.0), silence(1.0), tone(1.5), silence(0.3)]))
+    first, early = finals_of(session.requests_to_engine())
+    session.messages_to_send()
+    session.receive_transcript(early, Transcript(text="second", language="en"))
+    assert not of_type(session.messages_to_send(), "eager_end_of_turn")
+    session.receive_transcript(first, Transcript(text="first", language="en"))
+    messages = session.messages_to_send()
+    assert [(m["type"], m["utterance"]) for m in messages] == [
+        ("final", 0),
+        ("eager_end_of_turn", 1),
+    ]
+
+
+def test_old_clients_see_no_eager_messages() -> None:
+    session = make()
+    feed(session, np.concatenate([tone(1.5), silence(0.3)]))
+    (early,) = finals_of(session.requests_to_engine())
+    session.receive_transcript(early, Transcript(text="x", language="en"))
+    feed(session, np.concatenate([tone(1.0), silence(1.0)]))
+    answer_all(session)
+    types = {m["type"] for m in session.messages_to_send()}
+    assert not types & {"eager_end_of_turn", "turn_resumed"}
+
+
+def test_no_eager_end_of_turn_for_an_engine_failure() -> None:
+    session = make(eager_eot=True)
+    feed(session, np.concatenate([tone(1.5), silence(0.3)]))
+    (early,) = finals_of(session.requests_to_engine())
+    session.receive_transcript(early, Transcript(text="", language="", error="engine failed"))
+    assert not of_type(session.messages_to_send(), "eager_end_of_turn")
+
+
+def test_configure_changes_the_prompt_of_utterances_that_open_afterwards() -> None:
+    session = make(prompt="Earshot")
+    feed(session, tone(1.0))
+    session.configure(Configure(keyterms=("Kubernetes", "gRPC")))
+    feed(session, np.concatenate([silence(1.0), tone(1.0), silence(1.0)]))
+    session.control(Configure(prompt="Acme", set_prompt=True))
+    feed(session, np.concatenate([tone(1.0), silence(1.0)]))
+    session.control(Configure(prompt=None, keyterms=(), set_prompt=True))
+    feed(session, np.concatenate([tone(1.0), silence(1.0)]))
+    prompts = {r.utterance: r.prompt for r in session.requests_to_engine()}
+    assert prompts == {
+        0: "Earshot",  # open when configure came: keeps its prompt
+        1: "Earshot Kubernetes, gRPC",
+        2: "Acme Kubernetes, gRPC",  # keyterms absent: kept
+        3: None,
+    }
+
+
+def test_control_dispatches_every_control_message() -> None:
+    session = make()
+    feed(session, tone(1.0))
+    session.control("keepalive")
+    session.control("finalize")
+    assert finals_of(session.requests_to_engine())
+    session.control("close_stream")
+    assert session.closing

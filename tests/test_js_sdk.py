@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -44,14 +45,26 @@ def ensure_node_modules() -> None:
 def run_node_tests(*files: str, env: dict[str, str], timeout: float) -> str:
     """`node --test FILES` in client_js; returns the TAP output, failing on any failure."""
     ensure_node_modules()
-    result = subprocess.run(
-        [node(), "--test", *files],
+    # The runner cancels a hung test itself (and says which); its own process group is
+    # killed whole if even that hangs, so no test process outlives this call holding a
+    # connection to the shared server.
+    per_test = f"--test-timeout={int(timeout * 1000 * 0.8)}"
+    with subprocess.Popen(
+        [node(), "--test", per_test, *files],
         cwd=CLIENT_DIR,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-    )
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            raise AssertionError(f"node --test hung for {timeout} s:\n{stdout[-6000:]}") from None
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     output = result.stdout + result.stderr
     print(output)  # the TAP report, with the measured WER and latencies, for pytest -s / failures
     assert result.returncode == 0, f"node --test failed:\n{output[-6000:]}"

@@ -80,6 +80,20 @@ gather (``table[codes]``) per frame, exact (the same arithmetic, done once per c
 import) and far cheaper than the bit arithmetic per sample."""
 
 
+_G711_ORDER = {name: np.argsort(table, kind="stable") for name, table in G711_TABLES.items()}
+
+
+def encode_g711(pcm: np.ndarray, encoding: str) -> bytes:
+    """Float audio in [-1, 1] → G.711 codes, each sample the nearest of the 256 levels
+    (for clients and tests; the server only decodes)."""
+    table, order = G711_TABLES[encoding], _G711_ORDER[encoding]
+    levels = table[order]
+    x = np.clip(np.asarray(pcm, np.float32), -1.0, 1.0)
+    above = np.clip(np.searchsorted(levels, x), 1, len(levels) - 1)
+    nearer_below = (x - levels[above - 1]) <= (levels[above] - x)
+    return order[np.where(nearer_below, above - 1, above)].astype(np.uint8).tobytes()
+
+
 class AudioFormatError(ValueError):
     """A frame that isn't valid audio in the announced format."""
 

@@ -6,6 +6,11 @@
         async for message in stream:      # Ready, SpeechStarted, Partial, Final, Error, Closed
             ...
 
+Extensions: ``encoding`` ``pcm_mulaw``/``pcm_alaw`` (numpy audio is encoded for you) or
+``ogg_opus``/``webm_opus`` (send the container's bytes as they come); ``eager_eot=True``
+adds ``EagerEndOfTurn`` and ``TurnResumed`` messages; ``stream.configure(prompt=...,
+keyterms=[...])`` changes the prompt of utterances that start afterwards.
+
 Messages are typed dataclasses; iteration ends after ``Closed`` or when the server
 closes the socket. A refusal because the server is full (close 1013) is retried
 ``retries`` times with exponential backoff and jitter (behind a proxy the retry lands on
@@ -31,6 +36,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from earshot.audio import G711_TABLES, encode_g711
 from earshot.transcript import Word  # same fields on the wire as in the engine
 
 
@@ -73,6 +79,24 @@ class Final:
 
 
 @dataclass(frozen=True)
+class EagerEndOfTurn:
+    """*Extension* (``eager_eot=True``): the pause may end the turn; ``text`` is what the
+    final will say if it does. A ``TurnResumed`` or the utterance's ``Final`` follows."""
+
+    utterance: int
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class TurnResumed:
+    """*Extension* (``eager_eot=True``): speech went on after an ``EagerEndOfTurn``."""
+
+    utterance: int
+
+
+@dataclass(frozen=True)
 class Error:
     code: str
     message: str
@@ -85,7 +109,7 @@ class Closed:
     pass
 
 
-Message = Ready | SpeechStarted | Partial | Final | Error | Closed
+Message = Ready | SpeechStarted | Partial | Final | EagerEndOfTurn | TurnResumed | Error | Closed
 
 
 class Overloaded(Exception):
@@ -123,6 +147,12 @@ def parse_message(data: dict[str, Any]) -> Message:
         )
     if kind == "closed":
         return Closed()
+    if kind == "eager_end_of_turn":
+        return EagerEndOfTurn(
+            int(data["utterance"]), float(data["start"]), float(data["end"]), data["text"]
+        )
+    if kind == "turn_resumed":
+        return TurnResumed(int(data["utterance"]))
     raise ValueError(f"unknown server message type {kind!r}")
 
 
@@ -137,7 +167,13 @@ class Stream:
 
     async def send(self, audio: np.ndarray | bytes) -> None:
         if isinstance(audio, np.ndarray):
-            if self._encoding == "pcm_f32le":
+            if self._encoding in G711_TABLES:
+                if audio.dtype.kind != "f":
+                    audio = audio.astype(np.float32) / 32768.0
+                audio = encode_g711(audio, self._encoding)
+            elif self._encoding not in ("pcm_s16le", "pcm_f32le"):
+                raise TypeError(f"send the {self._encoding} stream's bytes, not samples")
+            elif self._encoding == "pcm_f32le":
                 audio = audio.astype("<f4").tobytes()
             elif audio.dtype.kind == "f":
                 audio = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
@@ -147,6 +183,18 @@ class Stream:
 
     async def finalize(self) -> None:
         await self._socket.send(json.dumps({"type": "finalize"}))
+
+    async def configure(
+        self, *, prompt: str | None = None, keyterms: list[str] | None = None
+    ) -> None:
+        """*Extension*: change the prompt and/or keyterms of utterances that start from now
+        on. An argument left as None keeps that setting; ``""`` or ``[]`` clears it."""
+        message: dict[str, Any] = {"type": "configure"}
+        if prompt is not None:
+            message["prompt"] = prompt
+        if keyterms is not None:
+            message["keyterms"] = list(keyterms)
+        await self._socket.send(json.dumps(message))
 
     async def keepalive(self) -> None:
         await self._socket.send(json.dumps({"type": "keepalive"}))

@@ -17,6 +17,7 @@ from earshot.audio import (
     FrameTooLarge,
     PcmDecoder,
     decoder_for,
+    encode_g711,
 )
 from earshot.config import EngineConfig
 from earshot.engine import WhisperEngine
@@ -212,3 +213,14 @@ def test_opus_frames_are_bounded_in_bytes() -> None:
     assert fmt.bytes_per_second == 16000
     with pytest.raises(FrameTooLarge):
         decoder_for(fmt).decode(b"\x1a" * (fmt.max_frame_bytes + 1))
+
+
+@pytest.mark.parametrize("encoding", ["pcm_mulaw", "pcm_alaw"])
+def test_g711_encoder_picks_the_nearest_level(encoding: str) -> None:
+    table = G711_TABLES[encoding]
+    codes = np.frombuffer(encode_g711(table, encoding), np.uint8)
+    assert np.array_equal(table[codes], table)  # every level encodes to itself
+    x = np.random.default_rng(0).uniform(-1, 1, 5000).astype(np.float32)
+    decoded = table[np.frombuffer(encode_g711(x, encoding), np.uint8)]
+    distances = np.abs(x[:, None] - table[None, :]).min(axis=1)
+    assert np.allclose(np.abs(x - decoded), distances)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from earshot.client import EagerEndOfTurn, TurnResumed, parse_message
 from earshot.protocol import (
     CONTROL_TYPES,
     MAX_PROMPT_CHARS,
@@ -82,3 +83,9 @@ def test_bad_configure_messages_are_refused_clearly(
 ) -> None:
     with pytest.raises(ControlError, match=complaint):
         parse_control_message(json.dumps(message))
+
+
+def test_the_sdk_parses_the_eager_messages() -> None:
+    eager = {"type": "eager_end_of_turn", "utterance": 2, "start": 1.0, "end": 2.5, "text": "hi"}
+    assert parse_message(eager) == EagerEndOfTurn(2, 1.0, 2.5, "hi")
+    assert parse_message({"type": "turn_resumed", "utterance": 2}) == TurnResumed(2)

@@ -21,7 +21,7 @@ from earshot.audio import (
 )
 from earshot.config import EngineConfig
 from earshot.engine import WhisperEngine
-from earshot.opus_stream import MAX_FRAME_AUDIO_S, ogg_crc, packet_samples
+from earshot.opus_stream import MAX_FRAME_AUDIO_S, OpusHead, ogg_crc, packet_samples
 from earshot.transcript import Priority, TranscriptionRequest
 from earshot.wer import error_rate
 
@@ -71,12 +71,14 @@ def test_g711_frames_of_more_than_a_second_are_refused() -> None:
 
 
 # -- Opus -------------------------------------------------------------------------------
-def encode_opus(audio: np.ndarray, container: str, bit_rate: int = 32000) -> bytes:
+def encode_opus(
+    audio: np.ndarray, container: str, bit_rate: int = 32000, layout: str = "mono"
+) -> bytes:
     """``audio`` (16 kHz float32) as Opus in ``container`` ("ogg" or "webm"), with PyAV."""
-    resampled = av.AudioResampler(format="flt", layout="mono", rate=48000)
+    resampled = av.AudioResampler(format="flt", layout=layout, rate=48000)
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=container) as out:
-        stream = out.add_stream("libopus", rate=48000, layout="mono")
+        stream = out.add_stream("libopus", rate=48000, layout=layout)
         stream.bit_rate = bit_rate
         for offset in range(0, len(audio), 1600):
             frame = av.AudioFrame.from_ndarray(
@@ -224,3 +226,18 @@ def test_g711_encoder_picks_the_nearest_level(encoding: str) -> None:
     decoded = table[np.frombuffer(encode_g711(x, encoding), np.uint8)]
     distances = np.abs(x[:, None] - table[None, :]).min(axis=1)
     assert np.allclose(np.abs(x - decoded), distances)
+
+
+@pytest.mark.parametrize("container", ["ogg", "webm"])
+def test_stereo_opus_is_mixed_to_mono(container: str) -> None:
+    t = np.arange(32000) / 16000
+    sine = (0.4 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    out = decode_in_chunks(encode_opus(sine, container, 64000, "stereo"), f"{container}_opus")
+    assert len(sine) <= len(out) <= len(sine) + 480
+    assert np.corrcoef(out[: len(sine)], sine)[0, 1] > 0.99
+
+
+def test_opus_with_more_than_two_channels_is_refused() -> None:
+    head = b"OpusHead" + bytes([1, 6]) + bytes(9)
+    with pytest.raises(AudioFormatError, match="6 channels"):
+        OpusHead(head)

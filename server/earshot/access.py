@@ -26,7 +26,7 @@ from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -271,25 +271,35 @@ class AccessPolicy:
 
     # -- WebSocket handshake --------------------------------------------------------------
     async def admit_websocket(
-        self, websocket: WebSocket, on_refusal: Callable[[str], None] | None = None
+        self,
+        websocket: WebSocket,
+        on_refusal: Callable[[str], None] | None = None,
+        *,
+        credentials: tuple[str | None, str | None] | None = None,
+        deny: Callable[[Denied], Response] = Denied.response,
     ) -> StreamSlot | None:
-        """Check a ``/v1/listen`` handshake; on refusal send the HTTP denial, tell
-        ``on_refusal`` (metrics) its code and return None."""
+        """Check a streaming handshake; on refusal send the HTTP denial (``deny`` gives
+        its body: a dialect's own shape), tell ``on_refusal`` (metrics) its code and
+        return None. ``credentials``: ``(authorization, query_token)`` as the dialect
+        found them (default: the ``Authorization`` header and ``?token=``)."""
         try:
             if not self.origins.allows(
                 websocket.headers.get("origin"), websocket.headers.get("host")
             ):
                 raise Denied(403, "origin_not_allowed", "this page's origin may not connect")
-            principal = self.authenticate(
-                websocket.headers.get("authorization"), websocket.query_params.get("token")
-            )
+            if credentials is None:
+                credentials = (
+                    websocket.headers.get("authorization"),
+                    websocket.query_params.get("token"),
+                )
+            principal = self.authenticate(*credentials)
             self.count_request(principal)
             return self.open_stream(principal)
         except Denied as refusal:
             log.info("stream refused (%d %s)", refusal.status, refusal.code)
             if on_refusal is not None:
                 on_refusal(refusal.code)
-            await websocket.send_denial_response(refusal.response())
+            await websocket.send_denial_response(deny(refusal))
             return None
 
 

@@ -13,6 +13,8 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from earshot.access import http_middleware, token_endpoint
 from earshot.config import ServerConfig
 from earshot.demo import demo_routes
+from earshot.dialects.deepgram import deepgram_listen
+from earshot.dialects.deepgram_rest import deepgram_prerecorded
 from earshot.jobs import open_jobs
 from earshot.jobs.routes import jobs_routes
 from earshot.listen import listen_endpoint
@@ -66,6 +68,8 @@ def create_app(config: ServerConfig, runtime: Runtime | None = None) -> Starlett
 
     routes: list[BaseRoute] = [
         WebSocketRoute("/v1/listen", listen_endpoint),
+        WebSocketRoute("/deepgram/v1/listen", deepgram_listen),
+        Route("/deepgram/v1/listen", deepgram_prerecorded, methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),

@@ -7,13 +7,18 @@ The session (session.py) decides everything about a stream and does no I/O; this
 only moves things between it, the socket and the scheduler. A connection goes through
 three stages.
 
-**Handshake** (``listen_endpoint``, ``_listen``). The query string becomes
-``SessionOptions`` (a bad value: HTTP 400); the access policy checks origin, key and
-per-key limits (HTTP 401/403/429); then admission control. A full or draining server
-refuses with an ``overloaded`` error message and close 1013, or, when a proxy asked with
-``x-earshot-refuse: http-503``, with HTTP 503 before the upgrade, so that the proxy tries
-the next replica (``_refuse``, the one refusal path). Otherwise the socket is accepted,
-the session is registered (admission, drain, metrics) and ``ready`` is queued first.
+**Handshake** (``serve_stream``, ``_listen``). Every route is one wire *dialect*
+(dialects/base.py: Earshot's own, ``listen_endpoint``; Deepgram's) over this same
+machinery; the dialect only says how its query string becomes ``SessionOptions`` and
+where its credentials are, how its text frames parse, how messages are encoded and how
+refusals look. The query string becomes ``SessionOptions`` (a bad value: HTTP 400); the
+access policy checks origin, key and per-key limits (HTTP 401/403/429); then admission
+control. A full or draining server refuses with an ``overloaded`` error message and
+close 1013, or, when a proxy asked with ``x-earshot-refuse: http-503``, with HTTP 503
+before the upgrade, so that the proxy tries the next replica; a dialect whose clients
+expect an HTTP refusal (``busy_status``) always gets one (``_refuse``, the one refusal
+path). Otherwise the socket is accepted, the session is registered (admission, drain,
+metrics) and ``ready`` is queued first (a dialect may encode it as nothing).
 
 **Streaming** (``Connection``, supervised by ``_serve``). Two tasks share the socket:
 
@@ -24,9 +29,9 @@ the session is registered (admission, drain, metrics) and ``ready`` is queued fi
   the stream (``idle_timeout``).
 - the *sender* is the socket's only writer, so messages go out in the order the session
   made them. It takes them from the ``OutboundBuffer`` (bounded: partials coalesce,
-  finals are never dropped), encodes each as a text (JSON) or binary (msgpack) frame
-  (``_send_message``, the one encoder) and, once the connection is ``CLOSING`` and
-  nothing is queued, sends the close frame.
+  finals are never dropped), encodes each with the connection's ``Codec`` (natively a
+  text (JSON) or binary (msgpack) frame; ``_send_frames`` writes them) and, once the
+  connection is ``CLOSING`` and nothing is queued, sends the close frame.
 
 After every input (a client frame, a transcript from the scheduler, a server-side end)
 ``pump`` moves what the session produced: cancellations and requests to the scheduler,
@@ -88,11 +93,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from earshot import protocol
 from earshot.audio import ENCODINGS, AudioFormatError, FrameTooLarge
+from earshot.dialects.base import Codec, Dialect, Frame
+from earshot.dialects.native import NATIVE, NativeCodec
 from earshot.outbound import OutboundBuffer
 from earshot.pacing import InputPacer, InputTooFast, TooManyMessages
 from earshot.runtime import Runtime
@@ -152,10 +158,18 @@ TRANSITIONS: dict[State, dict[Event, State]] = {
 
 
 class Connection:
-    def __init__(self, websocket: WebSocket, runtime: Runtime, session: StreamSession) -> None:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        runtime: Runtime,
+        session: StreamSession,
+        codec: Codec | None = None,
+    ) -> None:
         self.websocket = websocket
         self.runtime = runtime
         self.session = session
+        self.codec: Codec = codec or NativeCodec(session.options.format)
+        """The dialect's wire format: control frames in, session messages out."""
         self.limits = runtime.config.streams
         self.state = State.OPEN
         self.close_with: tuple[int, str] = (protocol.NORMAL, "")
@@ -242,7 +256,6 @@ class Connection:
     # -- the tasks ------------------------------------------------------------------------
     async def sender(self) -> None:
         """The socket's only writer: queued messages in order, then the close frame."""
-        fmt = self.session.options.format
         try:
             while True:
                 item = self.outbound.pop()
@@ -254,7 +267,7 @@ class Connection:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                await _send_message(self.websocket, item, fmt)
+                await _send_frames(self.websocket, self.codec.encode(item))
                 self.observer.sent(item)
                 if item["type"] == "final":
                     # ``text`` is dropped by the log formatters unless --log-transcripts.
@@ -295,7 +308,7 @@ class Connection:
         if data is not None:
             self.pacer.arrive(data, len(data) / self._bytes_per_second, time.monotonic())
         elif message.get("text") is not None:
-            self.pacer.arrive(protocol.parse_control(message["text"]), 0.0, time.monotonic())
+            self.pacer.arrive(self.codec.parse_control(message["text"]), 0.0, time.monotonic())
 
     def _apply(self, item: bytes | str) -> None:
         """A client message whose turn has come: audio bytes, or a control type."""
@@ -303,8 +316,10 @@ class Connection:
             self.session.receive_audio(item)
         elif item == "finalize":
             self.session.finalize()
+            self.codec.applied(item)
         elif item == "close_stream":
             self.session.close_stream()
+            self.codec.applied(item)
 
     def _idle(self, seconds: float | None) -> None:
         """Nothing received for ``idle_timeout_s``: flush finals, then close 1008."""
@@ -319,32 +334,53 @@ class Connection:
 
 
 async def listen_endpoint(websocket: WebSocket) -> None:
+    """``/v1/listen``: Earshot's own dialect."""
+    await serve_stream(websocket, NATIVE)
+
+
+async def serve_stream(websocket: WebSocket, dialect: Dialect) -> None:
+    """One streaming connection in ``dialect``, from the handshake to the end."""
     runtime: Runtime = websocket.app.state.runtime
     try:
-        options = protocol.parse_options(websocket.query_params, runtime.scheduler.languages)
+        options = dialect.parse_options(websocket.query_params, runtime.scheduler.languages)
     except protocol.ParameterError as exc:
         runtime.metrics.error(exc.body()["error"])
-        await websocket.send_denial_response(JSONResponse(exc.body(), status_code=400))
+        runtime.metrics.dialect_session(dialect.name, "denied")
+        await websocket.send_denial_response(dialect.parameter_refusal(exc))
         return
-    slot = await runtime.access.admit_websocket(websocket, runtime.metrics.error)
+
+    def denied(code: str) -> None:
+        runtime.metrics.error(code)
+        runtime.metrics.dialect_session(dialect.name, "denied")
+
+    slot = await runtime.access.admit_websocket(
+        websocket, denied, credentials=dialect.credentials(websocket), deny=dialect.access_refusal
+    )
     if slot is None:
         return
     try:
-        await _listen(websocket, runtime, options)
+        await _listen(websocket, runtime, options, dialect)
     finally:
         slot.release()
 
 
-async def _listen(websocket: WebSocket, runtime: Runtime, options: protocol.SessionOptions) -> None:
-    if websocket.headers.get(REFUSE_HEADER) == "http-503" and await _refuse(
-        websocket, runtime, options.format, before_upgrade=True
-    ):
-        return
-    await websocket.accept()  # a client already gone: uvicorn's ClientDisconnected, expected
-    if await _refuse(websocket, runtime, options.format, before_upgrade=False):
-        return
+async def _listen(
+    websocket: WebSocket, runtime: Runtime, options: protocol.SessionOptions, dialect: Dialect
+) -> None:
+    proxied = websocket.headers.get(REFUSE_HEADER) == "http-503"
+    if proxied or dialect.busy_status is not None:
+        status = 503 if proxied else dialect.busy_status
+        assert status is not None
+        if await _refuse(websocket, runtime, dialect, None, status=status):
+            return
+    # A client already gone: uvicorn's ClientDisconnected, expected.
+    await websocket.accept(subprotocol=dialect.subprotocol(websocket))
     session = StreamSession(options, runtime.vad.stream(), tuning=runtime.tuning)
-    connection = Connection(websocket, runtime, session)
+    codec = dialect.codec(session, runtime.config.engine.model)
+    if await _refuse(websocket, runtime, dialect, codec):
+        return
+    connection = Connection(websocket, runtime, session, codec)
+    runtime.metrics.dialect_session(dialect.name, "accepted")
     runtime.admission.opened()
     runtime.sessions.add(session.id)
     runtime.drainers[session.id] = connection.drain
@@ -455,22 +491,30 @@ def _close_for(error: BaseException | None) -> tuple[int, str]:
     return protocol.INTERNAL_ERROR, "internal_error"
 
 
-async def _send_message(websocket: WebSocket, message: Mapping[str, Any], fmt: str) -> None:
-    """One server message as one frame: text for JSON, binary for msgpack."""
-    frame = protocol.encode_message(message, fmt)
-    if isinstance(frame, bytes):
-        await websocket.send_bytes(frame)
-    else:
-        await websocket.send_text(frame)
+async def _send_frames(websocket: WebSocket, frames: list[Frame]) -> None:
+    """One server message's frames (natively one: text for JSON, binary for msgpack)."""
+    for frame in frames:
+        if isinstance(frame, bytes):
+            await websocket.send_bytes(frame)
+        else:
+            await websocket.send_text(frame)
 
 
-async def _refuse(websocket: WebSocket, runtime: Runtime, fmt: str, before_upgrade: bool) -> bool:
+async def _refuse(
+    websocket: WebSocket,
+    runtime: Runtime,
+    dialect: Dialect,
+    codec: Codec | None,
+    *,
+    status: int = 503,
+) -> bool:
     """Refuse the session if the server is full or draining; returns whether it did.
 
-    Accepted sockets get an ``overloaded`` error message and close 1013 (the contract).
-    ``before_upgrade`` (a proxy asked for it, deploy/nginx): HTTP 503 with the same body
-    instead, which the proxy answers by trying the next replica; clients still get 1013
-    when every replica is full (the proxy then connects without the header)."""
+    Accepted sockets (``codec`` given) get an ``overloaded`` error message and close 1013
+    (the contract). Before the upgrade (``codec`` None): an HTTP refusal with ``status``
+    instead: 503 when a proxy asked for it (deploy/nginx), which it answers by trying the
+    next replica (clients still get 1013 when every replica is full: the proxy then
+    connects without the header), or the dialect's ``busy_status``."""
     if runtime.draining:
         kind, reason = "draining", "server is shutting down"
     elif refusal := runtime.admission.refusal():
@@ -478,14 +522,13 @@ async def _refuse(websocket: WebSocket, runtime: Runtime, fmt: str, before_upgra
     else:
         return False
     runtime.metrics.refused(kind)
-    log.info("session refused%s: %s", " before upgrade" if before_upgrade else "", reason)
-    body = protocol.error_message("overloaded", reason)
-    if before_upgrade:
-        headers = {"Retry-After": "1"}
-        await websocket.send_denial_response(JSONResponse(body, status_code=503, headers=headers))
+    runtime.metrics.dialect_session(dialect.name, "refused")
+    log.info("session refused%s: %s", " before upgrade" if codec is None else "", reason)
+    if codec is None:
+        await websocket.send_denial_response(dialect.busy_refusal(status, reason))
         return True
     try:
-        await _send_message(websocket, body, fmt)
+        await _send_frames(websocket, codec.encode(protocol.error_message("overloaded", reason)))
         await websocket.close(protocol.TRY_AGAIN_LATER, "overloaded")
     except WebSocketDisconnect:
         pass  # the client left first

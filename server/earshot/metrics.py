@@ -91,6 +91,13 @@ class Metrics:
             "earshot_sessions_active", "Streaming sessions open now", registry=r
         )
         self.sessions = Counter("earshot_sessions", "Streaming sessions accepted", registry=r)
+        self.dialect_sessions = Counter(
+            "earshot_dialect_sessions",
+            "Streaming handshakes by wire dialect (native, deepgram) and outcome"
+            " (accepted, refused: busy or draining, denied: bad parameter or access)",
+            ["dialect", "outcome"],
+            registry=r,
+        )
         self.sessions_refused = Counter(
             "earshot_sessions_refused",
             "Streaming sessions refused (close 1013)",
@@ -242,6 +249,9 @@ class Metrics:
 
     def refused(self, reason: str) -> None:
         self.sessions_refused.labels(reason).inc()
+
+    def dialect_session(self, dialect: str, outcome: str) -> None:
+        self.dialect_sessions.labels(dialect, outcome).inc()
 
     def error(self, code: str) -> None:
         self.errors.labels(code).inc()

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tests.fakes import LoudnessVad
 
 from earshot import protocol
-from earshot.audio import AudioFormat, AudioFormatError, PcmDecoder
+from earshot.audio import ENCODINGS, AudioFormat, AudioFormatError, decoder_for
 from earshot.outbound import OutboundBuffer
 from earshot.protocol import SessionOptions
 from earshot.session import StreamSession
@@ -250,19 +250,19 @@ def test_parameter_parser_returns_options_or_a_400(query: dict[str, str]) -> Non
         assert exc.body()["parameter"] in query
         return
     assert 8000 <= options.sample_rate <= 48000
-    assert options.encoding in ("pcm_s16le", "pcm_f32le") and options.format in ("json", "msgpack")
+    assert options.encoding in ENCODINGS and options.format in ("json", "msgpack")
 
 
 @FUZZ
 @given(
     st.sampled_from([8000, 11025, 16000, 22050, 44100, 48000]),
-    st.sampled_from(["pcm_s16le", "pcm_f32le"]),
+    st.sampled_from(sorted(ENCODINGS)),
     st.lists(st.binary(max_size=3000), max_size=8),
 )
 def test_decoder_turns_any_bytes_into_bounded_audio_or_refuses(
     rate: int, encoding: str, frames: list[bytes]
 ) -> None:
-    decoder = PcmDecoder(AudioFormat(rate, encoding))
+    decoder = decoder_for(AudioFormat(rate, encoding))
     for frame in frames:
         try:
             audio = decoder.decode(frame)

@@ -161,10 +161,23 @@ def test_live_interim_and_final_results_utterance_end_and_metadata(
 
 
 def test_finalize_and_close_stream(server: ServerProcess, speech: dict[str, Clip]) -> None:
-    """``endpointing=false``: only ``Finalize`` ends the utterance; its result says so."""
+    """``endpointing=false``: only ``Finalize`` ends the utterance; its result says so.
+    ``language=multi``: detected per utterance."""
     clip = speech[SHORT]
-    messages = stream(server, clip.audio(), finalize=True, endpointing="false", punctuate="false")
+    messages = stream(
+        server,
+        clip.audio(),
+        finalize=True,
+        endpointing="false",
+        punctuate="false",
+        language="multi",
+    )
     final = finals(messages)
+    assert all(
+        m.channel.alternatives[0].languages == ["en"]
+        for m in final
+        if m.channel.alternatives[0].transcript
+    )
     assert [m for m in final if m.from_finalize], messages
     assert not any(m.speech_final for m in final)
     assert not [m for m in messages if isinstance(m, ListenV1Results) and not m.is_final]
@@ -210,6 +223,10 @@ def test_browser_subprotocol_credentials(server: ServerProcess, speech: dict[str
         assert socket.subprotocol == "token"
         socket.send('{"type": "CloseStream"}')
         assert '"type":"Metadata"' in str(socket.recv(10))
+    # Metrics are labelled by dialect (the earlier tests' handshakes count too).
+    scrape = httpx.get(f"{server.http_url}/metrics").text
+    accepted = 'earshot_dialect_sessions_total{dialect="deepgram",outcome="accepted"}'
+    assert accepted in scrape
 
 
 def test_prerecorded(server: ServerProcess, speech: dict[str, Clip], tmp_path: Path) -> None:

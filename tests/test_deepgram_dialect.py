@@ -22,6 +22,7 @@ from starlette.datastructures import QueryParams
 
 from earshot import protocol
 from earshot.access import Denied
+from earshot.audio import ENCODINGS
 from earshot.dialects.deepgram import (
     DEEPGRAM,
     DeepgramCodec,
@@ -60,6 +61,17 @@ def test_query_parameters_become_session_options() -> None:
     assert (parsed.endpointing_ms, parsed.utterance_end_ms) == (300, 1000)
     assert parsed.prompt == "Earshot, Whisper, Deepgram"
     assert options("language=multi").language is None
+    # G.711 and Ogg Opus are offered exactly when audio.py decodes them.
+    for deepgram_name, earshot_name in (
+        ("mulaw", "pcm_mulaw"),
+        ("alaw", "pcm_alaw"),
+        ("ogg-opus", "ogg_opus"),
+    ):
+        if earshot_name in ENCODINGS:
+            assert options(f"encoding={deepgram_name}").encoding == earshot_name
+        else:
+            with pytest.raises(ParameterError):
+                options(f"encoding={deepgram_name}")
     # Deepgram's 10 ms default is shorter than Earshot allows: clamped, not refused.
     assert options("endpointing=10").endpointing_ms == 100
     off = options("endpointing=false")

@@ -49,8 +49,9 @@ ENCODING_NAMES = {
     "linear32": "pcm_f32le",
     "mulaw": "pcm_mulaw",
     "alaw": "pcm_alaw",
+    "ogg-opus": "ogg_opus",
 }
-"""Deepgram's raw encodings → Earshot's; one is offered only when audio.py decodes it."""
+"""Deepgram's encodings → Earshot's; one is offered only when audio.py decodes it."""
 
 LANGUAGE_MULTI = "multi"
 """Deepgram's "detect per utterance": Earshot's ``auto``."""
@@ -183,9 +184,7 @@ def parse_options(query: Mapping[str, str], languages: frozenset[str] | None) ->
     native = ENCODING_NAMES.get(encoding)
     if native is None or native not in ENCODINGS:
         offered = sorted(k for k, v in ENCODING_NAMES.items() if v in ENCODINGS)
-        raise ParameterError(
-            "encoding", f"{encoding!r} is not supported; raw audio only, one of {offered}"
-        )
+        raise ParameterError("encoding", f"{encoding!r} is not supported; one of {offered}")
     options["encoding"] = native
     if "sample_rate" in query:
         rate = _integer("sample_rate", query["sample_rate"])

@@ -203,10 +203,14 @@ def _decoder_children() -> list[int]:
     return found
 
 
-def test_cancelling_a_decode_kills_its_child(bomb: Path) -> None:
+def test_cancelling_a_decode_kills_its_child(bomb: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EARSHOT_TOKEN_SECRET", "hunter2")
+
     async def scenario() -> None:
         task = asyncio.create_task(decode_untrusted(bomb))
         children = await async_poll_until(_decoder_children, what="a decoder child")
+        environment = Path(f"/proc/{children[0]}/environ").read_bytes()
+        assert b"PATH=" in environment and b"hunter2" not in environment  # no secrets
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

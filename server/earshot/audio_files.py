@@ -56,6 +56,11 @@ __all__ = [
 
 MAX_DECODERS = max(2, os.cpu_count() or 2)
 """Decoder children running at once (per event loop); more wait their turn."""
+CHILD_ENVIRONMENT = ("PATH", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LANG", "LC_ALL")
+"""All the decoder child gets of the server's environment: never its secrets (API keys,
+token secret, Redis password)."""
+MAX_PREALLOCATE_S = 3600.0
+"""A header's duration is believed for preallocation up to this much."""
 INITIAL_BUFFER_S = 600.0
 """Samples preallocated when the header doesn't give the duration; the buffer then grows
 by half whenever full. With a duration (untrusted), room for that much (at most the
@@ -88,7 +93,7 @@ class SampleBuffer:
 def _initial_capacity(info: AudioInfo | None, sample_rate: int, cap: int | None) -> int:
     seconds = INITIAL_BUFFER_S
     if info is not None and info.duration is not None:
-        seconds = info.duration * 1.01 + 1.0
+        seconds = min(info.duration * 1.01 + 1.0, MAX_PREALLOCATE_S)
     samples = int(seconds * sample_rate)
     return samples if cap is None else min(samples, cap)
 
@@ -178,7 +183,8 @@ async def decode_untrusted(
         args += ["--max-seconds", repr(float(max_seconds))]
     if probe:
         args.append("--probe")
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    env = {name: os.environ[name] for name in CHILD_ENVIRONMENT if name in os.environ}
+    env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MALLOC_ARENA_MAX="2")
     async with _decoder_slots():
         child = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -124,6 +124,7 @@ def decode_stream(
         if not container.streams.audio:
             raise UndecodableAudio("no audio stream")
         stream = container.streams.audio[0]
+        stream.codec_context.thread_count = 1  # no decoder threads: few bytes, no arenas
         codec = stream.codec_context.name
         if not (codec in ALLOWED_CODECS or codec.startswith("pcm_")):
             raise UnsupportedAudio(f"audio codec {codec!r} is not accepted")

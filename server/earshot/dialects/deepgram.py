@@ -60,11 +60,6 @@ DEFAULT_LANGUAGE = "en"
 UTTERANCE_END_MS_RANGE = (1, 10_000)
 MAX_PROMPT_CHARS = 1000
 
-IGNORED = frozenset(
-    {"model", "version", "tag", "mip_opt_out", "extra", "numerals", "language_hint", "token"}
-)
-"""Accepted and without effect (``model``: the served model answers; ``numerals``:
-Whisper writes numerals already; ``token``: an Earshot token, read by access)."""
 OFF_ONLY = frozenset(
     {
         "diarize",
@@ -142,7 +137,9 @@ def parse_common(
 ) -> dict[str, Any]:
     """What the live and prerecorded APIs share: language, formatting, key terms, and
     the refusal of features Earshot lacks. Raises ``ParameterError`` on the first bad
-    one; unknown parameter names are ignored, as a client library may send more."""
+    one. Other names are accepted without effect: ``model`` (the served model answers),
+    ``version``, ``tag``, ``numerals`` (Whisper writes numerals already), unknown ones (a
+    client library may send more)."""
     for name in query:
         value = query[name].strip().lower()
         if name in UNSUPPORTED and not (name == "redact" and value == "false"):

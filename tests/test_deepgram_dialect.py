@@ -55,6 +55,7 @@ def test_query_parameters_become_session_options() -> None:
         "&interim_results=true&endpointing=300&utterance_end_ms=1000&vad_events=true"
         "&punctuate=true&smart_format=false&keyterm=Earshot&keyterm=Whisper"
         "&keywords=Deepgram:2&diarize=false&version=latest&tag=x&unknown=1"
+        "&profanity_filter=true&filler_words=true&numerals=true"
     )
     assert (parsed.encoding, parsed.sample_rate, parsed.language) == ("pcm_f32le", 8000, "de")
     assert parsed.interim_results and parsed.vad_events and parsed.punctuate

@@ -64,8 +64,6 @@ OFF_ONLY = frozenset(
     {
         "diarize",
         "multichannel",
-        "profanity_filter",
-        "filler_words",
         "detect_entities",
         "dictation",
         "sentiment",
@@ -138,8 +136,10 @@ def parse_common(
     """What the live and prerecorded APIs share: language, formatting, key terms, and
     the refusal of features Earshot lacks. Raises ``ParameterError`` on the first bad
     one. Other names are accepted without effect: ``model`` (the served model answers),
-    ``version``, ``tag``, ``numerals`` (Whisper writes numerals already), unknown ones (a
-    client library may send more)."""
+    ``version``, ``tag``, ``numerals`` (Whisper writes numerals already),
+    ``profanity_filter`` and ``filler_words`` (not applied: voice-agent frameworks turn
+    them on by default, and refusing them would refuse those frameworks), unknown ones
+    (a client library may send more)."""
     for name in query:
         value = query[name].strip().lower()
         if name in UNSUPPORTED and not (name == "redact" and value == "false"):

@@ -20,6 +20,7 @@ from earshot.client import (
     Stream,
     TurnResumed,
     connect,
+    send_paced,
     stream_audio,
 )
 from earshot.server_process import ServerProcess
@@ -160,3 +161,30 @@ async def test_old_clients_get_no_eager_messages(
     )
     assert not [m for m in result.messages if isinstance(m, EagerEndOfTurn | TurnResumed)]
     assert result.finals
+
+
+NUMBERS_IN_WORDS = "Numbers are written as words: one, two, three, four, five, six, seven, ten."
+
+
+async def test_configure_sets_the_prompt_of_the_utterances_after_it(
+    earshot_server: ServerProcess, speech: dict[str, Clip]
+) -> None:
+    """Whisper writes "go forward ten meters" with digits unless the prompt spells numbers
+    out (tests/test_engine.py): sent as ``configure`` before the speech, it must reach the
+    decoder; the utterance before it keeps the stream's first prompt (none)."""
+    clip = speech["cmusphinx_goforward"]
+    pause = np.zeros(16000, np.float32)
+    async with connect(earshot_server.ws_url, language="en", interim_results=False) as stream:
+        await send_paced(stream, np.concatenate([clip.audio(), pause]), speed=0)
+        first: list[Message] = []
+        while not isinstance(first[-1:] and first[-1], Final | Error):
+            first.append(await asyncio.wait_for(stream.recv(), 60))
+        await stream.configure(prompt=NUMBERS_IN_WORDS)
+        await send_paced(stream, np.concatenate([clip.audio(), pause]), speed=0)
+        await stream.close_stream()
+        rest = await collect(stream)
+    finals = [m for m in [*first, *rest] if isinstance(m, Final)]
+    assert [f.utterance for f in finals] == [0, 1], [*first, *rest]
+    assert any(ch.isdigit() for ch in finals[0].text), finals[0].text
+    assert not any(ch.isdigit() for ch in finals[1].text), finals[1].text
+    assert error_rate([clip.text], [finals[1].text]) <= 0.25

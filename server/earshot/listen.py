@@ -96,8 +96,8 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from earshot import protocol
-from earshot.audio import ENCODINGS, AudioFormatError, FrameTooLarge
-from earshot.dialects.base import Codec, Dialect, Frame
+from earshot.audio import AudioFormat, AudioFormatError, FrameTooLarge
+from earshot.dialects.base import Codec, Control, Dialect, Frame
 from earshot.dialects.native import NATIVE, NativeCodec
 from earshot.outbound import OutboundBuffer
 from earshot.pacing import InputPacer, InputTooFast, TooManyMessages
@@ -180,11 +180,11 @@ class Connection:
         """Set when the sender has something to do: a message, or the close frame."""
         self.cut_off = asyncio.Event()
         """Set on entering ``CUT_OFF``: ``_serve`` closes the connection now."""
-        self.pacer: InputPacer[bytes | str] = InputPacer(
+        self.pacer: InputPacer[bytes | Control] = InputPacer(
             self.limits.max_input_lead_s, speed=self.limits.max_input_speed
         )
         options = session.options
-        self._bytes_per_second = options.sample_rate * ENCODINGS[options.encoding].itemsize
+        self._bytes_per_second = AudioFormat(options.sample_rate, options.encoding).bytes_per_second
         self.observer = runtime.metrics.session(session.id)
 
     # -- the state machine ----------------------------------------------------------------
@@ -310,15 +310,13 @@ class Connection:
         elif message.get("text") is not None:
             self.pacer.arrive(self.codec.parse_control(message["text"]), 0.0, time.monotonic())
 
-    def _apply(self, item: bytes | str) -> None:
-        """A client message whose turn has come: audio bytes, or a control type."""
+    def _apply(self, item: bytes | Control) -> None:
+        """A client message whose turn has come: audio bytes, or a parsed control."""
         if isinstance(item, bytes):
             self.session.receive_audio(item)
-        elif item == "finalize":
-            self.session.finalize()
-            self.codec.applied(item)
-        elif item == "close_stream":
-            self.session.close_stream()
+            return
+        self.session.control(item)
+        if isinstance(item, str) and item in ("finalize", "close_stream"):
             self.codec.applied(item)
 
     def _idle(self, seconds: float | None) -> None:

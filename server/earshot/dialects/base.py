@@ -35,18 +35,20 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from earshot.access import Denied
-from earshot.protocol import ParameterError, SessionOptions
+from earshot.protocol import Configure, ParameterError, SessionOptions
 from earshot.session import StreamSession
 
 Frame = str | bytes
 """A text (str) or binary (bytes) WebSocket frame."""
+Control = str | Configure
+"""A parsed client control message: its type, or a ``configure`` with its settings."""
 
 
 class Codec(Protocol):
     """One connection's wire format."""
 
-    def parse_control(self, text: str) -> str:
-        """A client text frame → the control type it asks for."""
+    def parse_control(self, text: str) -> Control:
+        """A client text frame → the control it asks for (a type, or a ``Configure``)."""
         ...
 
     def applied(self, control: str) -> None:

@@ -20,8 +20,8 @@ class NativeCodec:
     def __init__(self, fmt: str) -> None:
         self.format = fmt
 
-    def parse_control(self, text: str) -> str:
-        return protocol.parse_control(text)
+    def parse_control(self, text: str) -> str | protocol.Configure:
+        return protocol.parse_control_message(text)
 
     def applied(self, control: str) -> None:
         pass

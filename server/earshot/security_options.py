@@ -20,8 +20,6 @@ from earshot.options import ENV_PREFIX, add_option, config_option
 WS_MAX_SIZE = 256 * 1024
 """Largest WebSocket message (after inflating): a 1 s frame at 48 kHz pcm_f32le is 188 KiB;
 longer frames between this and 1 s are refused by the decoder (both close 1009)."""
-WS_MAX_QUEUE = 16
-"""Messages the WebSocket layer buffers before it stops reading the socket."""
 
 
 def _list(value: str | None) -> tuple[str, ...] | None:
@@ -230,7 +228,6 @@ def uvicorn_guards(limits: StreamLimits) -> dict[str, Any]:
 
     return {
         "ws_max_size": WS_MAX_SIZE,
-        "ws_max_queue": WS_MAX_QUEUE,
         "http": guarded_protocol(limits.handshake_timeout_s),
         "ws_ping_interval": limits.ws_ping_interval_s or None,
         "ws_ping_timeout": limits.ws_ping_timeout_s or None,

@@ -29,7 +29,7 @@ import redis
 from celery import Celery, Task
 from kombu.exceptions import OperationalError
 
-from earshot.config import EngineConfig, default_policy
+from earshot.config import EngineConfig, SchedulerConfig
 from earshot.jobs.config import JobsConfig
 from earshot.jobs.models import Job, JobStatus, StoreFull
 from earshot.jobs.redis_store import RedisJobStore, redis_url
@@ -178,7 +178,7 @@ async def _attempt(job: Job) -> Job:
 
     assert _worker is not None
     config = _worker.config
-    policy = default_policy(_worker.device, workers=_worker.workers)
+    policy = SchedulerConfig().policy(_worker.device, workers=_worker.workers)
     scheduler = BatchScheduler(_worker.engine, policy, workers=_worker.workers)
     scheduler.start(asyncio.get_running_loop())
     try:

@@ -15,6 +15,7 @@ from earshot.config import ServerConfig
 from earshot.demo import demo_routes
 from earshot.dialects.deepgram import deepgram_listen
 from earshot.dialects.deepgram_rest import deepgram_prerecorded
+from earshot.dialects.deepgram_v2 import deepgram_v2_listen
 from earshot.jobs import open_jobs
 from earshot.jobs.routes import jobs_routes
 from earshot.listen import listen_endpoint
@@ -70,6 +71,7 @@ def create_app(config: ServerConfig, runtime: Runtime | None = None) -> Starlett
         WebSocketRoute("/v1/listen", listen_endpoint),
         WebSocketRoute("/deepgram/v1/listen", deepgram_listen),
         Route("/deepgram/v1/listen", deepgram_prerecorded, methods=["POST"]),
+        WebSocketRoute("/deepgram/v2/listen", deepgram_v2_listen),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),

@@ -162,21 +162,30 @@ def parse_common(
     for flag in ("punctuate", "smart_format"):
         if flag in query:
             options[flag] = _flag(flag, query[flag])
-    terms = [t.strip() for t in _values(query, "keyterm") if t.strip()]
-    # keywords are "word" or "word:boost"; Whisper takes no boost, only the words.
-    terms += [re.sub(r":-?[\d.]+$", "", k).strip() for k in _values(query, "keywords")]
-    terms = [t for t in terms if t]
-    if terms:
-        prompt = ", ".join(dict.fromkeys(terms))
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise ParameterError("keyterm", f"key terms longer than {MAX_PROMPT_CHARS} characters")
+    prompt = keyterm_prompt(query)
+    if prompt:
         options["prompt"] = prompt
     return options
 
 
-def parse_options(query: Mapping[str, str], languages: frozenset[str] | None) -> DeepgramOptions:
-    """Deepgram live query parameters → ``DeepgramOptions``."""
-    options = parse_common(query, languages, streaming=True)
+def keyterm_prompt(query: Mapping[str, str]) -> str | None:
+    """``keyterm`` (repeatable) and ``keywords`` (``word`` or ``word:boost``; Whisper
+    takes no boost, only the words) → the recognition prompt, or None."""
+    terms = [t.strip() for t in _values(query, "keyterm") if t.strip()]
+    terms += [re.sub(r":-?[\d.]+$", "", k).strip() for k in _values(query, "keywords")]
+    terms = [t for t in terms if t]
+    if not terms:
+        return None
+    prompt = ", ".join(dict.fromkeys(terms))
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ParameterError("keyterm", f"key terms longer than {MAX_PROMPT_CHARS} characters")
+    return prompt
+
+
+def parse_audio_format(query: Mapping[str, str]) -> dict[str, Any]:
+    """``encoding`` (default ``linear16``), ``sample_rate`` and ``channels`` → the
+    ``SessionOptions`` fields they set; the live APIs (v1 and v2) share them."""
+    options: dict[str, Any] = {}
     encoding = query.get("encoding", "linear16").strip().lower()
     native = ENCODING_NAMES.get(encoding)
     if native is None or native not in ENCODINGS:
@@ -190,6 +199,13 @@ def parse_options(query: Mapping[str, str], languages: frozenset[str] | None) ->
         options["sample_rate"] = rate
     if "channels" in query and _integer("channels", query["channels"]) != 1:
         raise ParameterError("channels", "only mono audio (channels=1) is supported")
+    return options
+
+
+def parse_options(query: Mapping[str, str], languages: frozenset[str] | None) -> DeepgramOptions:
+    """Deepgram live query parameters → ``DeepgramOptions``."""
+    options = parse_common(query, languages, streaming=True)
+    options.update(parse_audio_format(query))
     for flag in ("interim_results", "vad_events"):
         if flag in query:
             options[flag] = _flag(flag, query[flag])

@@ -16,6 +16,7 @@ from earshot.demo import demo_routes
 from earshot.dialects.deepgram import deepgram_listen
 from earshot.dialects.deepgram_rest import deepgram_prerecorded
 from earshot.dialects.deepgram_v2 import deepgram_v2_listen
+from earshot.dialects.openai_realtime import client_secrets, openai_realtime
 from earshot.jobs import open_jobs
 from earshot.jobs.routes import jobs_routes
 from earshot.listen import listen_endpoint
@@ -71,6 +72,8 @@ def create_app(config: ServerConfig, runtime: Runtime | None = None) -> Starlett
         WebSocketRoute("/v1/listen", listen_endpoint),
         WebSocketRoute("/deepgram/v1/listen", deepgram_listen),
         Route("/deepgram/v1/listen", deepgram_prerecorded, methods=["POST"]),
+        WebSocketRoute("/v1/realtime", openai_realtime),
+        Route("/v1/realtime/client_secrets", client_secrets, methods=["POST"]),
         WebSocketRoute("/deepgram/v2/listen", deepgram_v2_listen),
         Route("/healthz", healthz),
         Route("/readyz", readyz),

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from earshot.transcript import SAMPLE_RATE
 from earshot.vad import FRAME_SAMPLES
@@ -92,6 +92,10 @@ class EndpointingConfig:
     """Live streams: pause after which the final is requested early, so decoding overlaps
     the rest of the endpointing wait (None: never). It must exceed ``postroll_s``, so the
     speculative audio is exactly what the final would cover."""
+    vad_endpointing: bool = True
+    """False: silence never ends an utterance; only ``end_now`` (the client's
+    ``finalize``, e.g. OpenAI's manual ``commit``) or the ``max_utterance`` cut do. VAD
+    still opens utterances, and nothing is speculated."""
 
     def __post_init__(self) -> None:
         if self.speculate_after_s is not None and self.speculate_after_s <= self.postroll_s:
@@ -135,6 +139,33 @@ class EndpointingConfig:
 
 
 @dataclass(frozen=True)
+class TurnDetection:
+    """The endpointing settings a client may change mid-stream (OpenAI's
+    ``turn_detection``: ``threshold``, ``silence_duration_ms``, ``prefix_padding_ms``, or
+    ``null`` for manual commits); ``with_turns`` applies them."""
+
+    vad_endpointing: bool = True
+    threshold: float = EndpointingConfig.threshold
+    endpointing_ms: int = EndpointingConfig.endpointing_ms
+    preroll_s: float = EndpointingConfig.preroll_s
+
+
+def with_turns(
+    config: EndpointingConfig, turns: TurnDetection, speculate_after_s: float | None
+) -> EndpointingConfig:
+    """``config`` with ``turns`` applied; ``speculate_after_s`` (the server's setting)
+    only while silence ends utterances."""
+    return replace(
+        config,
+        vad_endpointing=turns.vad_endpointing,
+        threshold=turns.threshold,
+        endpointing_ms=turns.endpointing_ms,
+        preroll_s=turns.preroll_s,
+        speculate_after_s=speculate_after_s if turns.vad_endpointing else None,
+    )
+
+
+@dataclass(frozen=True)
 class UtteranceStart:
     start: int
 
@@ -151,15 +182,7 @@ Boundary = UtteranceStart | UtteranceEnd
 
 class UtteranceSegmenter:
     def __init__(self, config: EndpointingConfig) -> None:
-        self.config = config
-        self._threshold = config.threshold
-        self._silent_below = config.threshold - config.hysteresis
-        self._endpointing = config.endpointing_samples
-        self._max_utterance = config.max_utterance_samples
-        self._min_speech = config.min_speech_samples
-        self._onset_gap = config.onset_gap_samples
-        self._preroll = config.preroll_samples
-        self._postroll = config.postroll_samples
+        self.reconfigure(config)
         self.state = State.SILENCE
         self.position = 0
         """Samples classified so far (end of the last frame)."""
@@ -170,6 +193,19 @@ class UtteranceSegmenter:
         self._last_end = 0
         """Where the previous utterance ended: the next one never starts before it."""
         self._events: list[Boundary] = []
+
+    def reconfigure(self, config: EndpointingConfig) -> None:
+        """Use ``config`` from the next frame on (an open utterance stays open)."""
+        self.config = config
+        self._threshold = config.threshold
+        self._silent_below = config.threshold - config.hysteresis
+        self._endpointing = config.endpointing_samples
+        self._vad_endpointing = config.vad_endpointing
+        self._max_utterance = config.max_utterance_samples
+        self._min_speech = config.min_speech_samples
+        self._onset_gap = config.onset_gap_samples
+        self._preroll = config.preroll_samples
+        self._postroll = config.postroll_samples
 
     def feed(self, probabilities: list[float] | tuple[float, ...]) -> list[Boundary]:
         """Advance by one frame per probability; return the boundaries crossed."""
@@ -196,7 +232,7 @@ class UtteranceSegmenter:
     def likely_end(self, min_silence: int) -> int | None:
         """Where the open utterance will end if the current pause turns out to be its
         endpoint, once the pause is ``min_silence`` samples long; None otherwise."""
-        if self.state is not State.TRAILING:
+        if self.state is not State.TRAILING or not self._vad_endpointing:
             return None
         if self.position - self._last_voice_end < min_silence:
             return None
@@ -238,7 +274,7 @@ class UtteranceSegmenter:
         return self._check_cut(State.TRAILING)
 
     def _trailing_quiet(self, frame_start: int) -> State:
-        if self.position - self._last_voice_end >= self._endpointing:
+        if self._vad_endpointing and self.position - self._last_voice_end >= self._endpointing:
             self._end(min(self.position, self._last_voice_end + self._postroll))
             return State.SILENCE
         return self._check_cut(State.TRAILING)

@@ -8,17 +8,18 @@ only moves things between it, the socket and the scheduler. A connection goes th
 three stages.
 
 **Handshake** (``serve_stream``, ``_listen``). Every route is one wire *dialect*
-(dialects/base.py: Earshot's own, ``listen_endpoint``; Deepgram's) over this same
-machinery; the dialect only says how its query string becomes ``SessionOptions`` and
-where its credentials are, how its text frames parse, how messages are encoded and how
-refusals look. The query string becomes ``SessionOptions`` (a bad value: HTTP 400); the
-access policy checks origin, key and per-key limits (HTTP 401/403/429); then admission
-control. A full or draining server refuses with an ``overloaded`` error message and
-close 1013, or, when a proxy asked with ``x-earshot-refuse: http-503``, with HTTP 503
-before the upgrade, so that the proxy tries the next replica; a dialect whose clients
-expect an HTTP refusal (``busy_status``) always gets one (``_refuse``, the one refusal
-path). Otherwise the socket is accepted, the session is registered (admission, drain,
-metrics) and ``ready`` is queued first (a dialect may encode it as nothing).
+(dialects/base.py: Earshot's own, ``listen_endpoint``; Deepgram's; OpenAI's) over this
+same machinery; the dialect only says how its query string becomes ``SessionOptions``
+and where its credentials are, how its text frames parse (controls, or audio carried in
+text), how messages are encoded and how refusals look. The query string becomes
+``SessionOptions`` (a bad value: HTTP 400); the access policy checks origin, key and
+per-key limits (HTTP 401/403/429); then admission control. A full or draining server
+refuses with an ``overloaded`` error message and close 1013, or, when a proxy asked with
+``x-earshot-refuse: http-503``, with HTTP 503 before the upgrade, so that the proxy
+tries the next replica; a dialect whose clients expect an HTTP refusal (``busy_status``)
+always gets one (``_refuse``, the one refusal path). Otherwise the socket is accepted,
+the session is registered (admission, drain, metrics) and ``ready`` is queued first (a
+dialect may encode it as nothing).
 
 **Streaming** (``Connection``, supervised by ``_serve``). Two tasks share the socket:
 
@@ -97,7 +98,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from earshot import protocol
 from earshot.audio import AudioFormat, AudioFormatError, FrameTooLarge
-from earshot.dialects.base import Codec, Control, Dialect, Frame
+from earshot.dialects.base import Codec, Dialect, Frame, Inbound, Reply
 from earshot.dialects.native import NATIVE, NativeCodec
 from earshot.outbound import OutboundBuffer
 from earshot.pacing import InputPacer, InputTooFast, TooManyMessages
@@ -180,7 +181,7 @@ class Connection:
         """Set when the sender has something to do: a message, or the close frame."""
         self.cut_off = asyncio.Event()
         """Set on entering ``CUT_OFF``: ``_serve`` closes the connection now."""
-        self.pacer: InputPacer[bytes | Control] = InputPacer(
+        self.pacer: InputPacer[Inbound] = InputPacer(
             self.limits.max_input_lead_s, speed=self.limits.max_input_speed
         )
         options = session.options
@@ -302,18 +303,27 @@ class Connection:
             self.pump()
 
     def _arrive(self, message: Mapping[str, Any]) -> None:
-        """A client frame into the pacer. Control messages are parsed and checked here,
-        on arrival, and wait as their type only, so held messages cost little memory."""
+        """A client frame into the pacer. Text frames are parsed and checked here, on
+        arrival, and wait as what they ask for only, so held messages cost little memory;
+        audio a dialect carries in text frames is paced as a binary frame's."""
         data = message.get("bytes")
         if data is not None:
             self.pacer.arrive(data, len(data) / self._bytes_per_second, time.monotonic())
         elif message.get("text") is not None:
-            self.pacer.arrive(self.codec.parse_control(message["text"]), 0.0, time.monotonic())
+            parsed = self.codec.parse_control(message["text"])
+            for item in parsed if isinstance(parsed, tuple) else (parsed,):
+                seconds = len(item) / self._bytes_per_second if isinstance(item, bytes) else 0.0
+                self.pacer.arrive(item, seconds, time.monotonic())
 
-    def _apply(self, item: bytes | Control) -> None:
-        """A client message whose turn has come: audio bytes, or a parsed control."""
+    def _apply(self, item: Inbound) -> None:
+        """A client message whose turn has come: audio bytes, a parsed control, or a
+        dialect's reply (after what the session said about the audio before it)."""
         if isinstance(item, bytes):
             self.session.receive_audio(item)
+            return
+        if isinstance(item, Reply):
+            self.pump()
+            self.send(item.message)
             return
         self.session.control(item)
         if isinstance(item, str) and item in ("finalize", "close_stream"):

@@ -12,7 +12,12 @@ from typing import Any
 import msgpack
 
 from earshot.audio import ENCODINGS
-from earshot.endpointing import ENDPOINTING_MS_RANGE, MAX_UTTERANCE_S_RANGE, EndpointingConfig
+from earshot.endpointing import (
+    ENDPOINTING_MS_RANGE,
+    MAX_UTTERANCE_S_RANGE,
+    EndpointingConfig,
+    TurnDetection,
+)
 
 # Close codes.
 NORMAL = 1000
@@ -55,8 +60,14 @@ class SessionOptions:
     eager_eot: bool = False
     """*Extension*: send ``eager_end_of_turn`` when a pause may end the turn (a
     speculative final's text) and ``turn_resumed`` when speech goes on."""
+    vad_endpointing: bool = True
+    """False: silence never ends an utterance, only ``finalize`` (or the
+    ``max_utterance_s`` cut) does: OpenAI's manual commits. Not a ``/v1/listen``
+    parameter (``DIALECT_ONLY``)."""
 
 
+DIALECT_ONLY = frozenset({"vad_endpointing"})
+"""``SessionOptions`` fields that only other dialects set: not ``/v1/listen`` parameters."""
 MAX_PROMPT_CHARS = 1000
 """``prompt`` (query parameter or ``configure``), keyterms included."""
 MAX_KEYTERMS = 100
@@ -99,7 +110,7 @@ def parse_options(
 
     ``languages`` is what the loaded model can transcribe (None: don't check).
     """
-    known = set(SessionOptions.__dataclass_fields__)
+    known = set(SessionOptions.__dataclass_fields__) - DIALECT_ONLY
     for name in query:
         if name not in known:
             raise ParameterError(name, "unknown parameter")
@@ -162,6 +173,13 @@ class Configure:
     keyterms: tuple[str, ...] | None = None
     set_prompt: bool = False
     """Whether the message had ``prompt`` (absent: keep the current one)."""
+    language: str | None = None
+    """Set by other dialects only (OpenAI's ``session.update``), as ``turns``: the
+    language of utterances that open from now on (None: detect)."""
+    set_language: bool = False
+    """Whether ``language`` applies (False: keep the current one)."""
+    turns: TurnDetection | None = None
+    """New endpointing settings, from the next audio on (None: keep them)."""
 
     def apply(
         self, prompt: str | None, keyterms: tuple[str, ...]

@@ -38,6 +38,11 @@ cut)                                                    ``turn_resumed``)
 
 Prompt: ``configure`` (a control message) replaces the prompt and keyterms for
 utterances that open afterwards; an open utterance keeps the prompt it opened with.
+Other dialects' ``configure`` may also change the language (of utterances that open
+afterwards) and the endpointing (``TurnDetection``, from the next audio on: with
+``vad_endpointing`` off only ``finalize`` ends an utterance, OpenAI's manual commits).
+``clear`` drops the open utterance's audio without transcribing it (OpenAI's
+``input_audio_buffer.clear``).
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from earshot.endpointing import (
     UtteranceEnd,
     UtteranceSegmenter,
     UtteranceStart,
+    with_turns,
 )
 from earshot.protocol import Configure, SessionOptions, effective_prompt, error_message
 from earshot.transcript import SAMPLE_RATE, Priority, Transcript, TranscriptionRequest
@@ -93,7 +99,10 @@ class StreamSession:
             self.tuning.endpointing,
             endpointing_ms=options.endpointing_ms,
             max_utterance_s=options.max_utterance_s,
+            vad_endpointing=options.vad_endpointing,
         )
+        if not options.vad_endpointing:
+            self.endpointing = replace(self.endpointing, speculate_after_s=None)
         self._segmenter = UtteranceSegmenter(self.endpointing)
         self._lookback = self.endpointing.preroll_samples + self.endpointing.max_onset_samples
         """Audio kept between utterances: the next one may start this far back (its
@@ -125,6 +134,9 @@ class StreamSession:
         self._partial_sent: dict[int, int] = {}
         """Request id of the newest partial sent per open utterance (older ones are stale)."""
         self._language_hint: str | None = None
+        self._language = options.language
+        """The language of utterances that open from now on (None: detect)."""
+        self._utterance_language = options.language
         self._requests: list[TranscriptionRequest] = []
         self._messages: list[dict[str, Any]] = []
         self.closing = False
@@ -146,6 +158,30 @@ class StreamSession:
         from now on."""
         prompt, self._keyterms = message.apply(self._prompt, self._keyterms)
         self._prompt = prompt
+        if message.set_language:
+            self._language = message.language
+        if message.turns is not None:
+            self.endpointing = with_turns(
+                self.endpointing, message.turns, self.tuning.endpointing.speculate_after_s
+            )
+            self._segmenter.reconfigure(self.endpointing)
+            self._lookback = self.endpointing.preroll_samples + self.endpointing.max_onset_samples
+            if not self.endpointing.vad_endpointing:
+                self._drop_speculation(cancel=True)
+
+    def clear(self) -> None:
+        """Drop the audio received so far that no final covers: the open utterance
+        (never transcribed; its number is skipped) and the pre-roll kept for the next."""
+        if self.closing:
+            return
+        self._segmenter.end_now(self._received)  # its end is not a final: dropped
+        if self._utterance is not None:
+            self._drop_speculation(cancel=True)
+            self._ready_finals[self._utterance] = []
+            self._partial_sent.pop(self._utterance, None)
+            self._utterance = None
+        self._trim(self._received)
+        self._release_finals()
 
     def control(self, message: str | Configure) -> None:
         """A parsed control message (``protocol.parse_control_message``)."""
@@ -155,6 +191,8 @@ class StreamSession:
             self.finalize()
         elif message == "close_stream":
             self.close_stream()
+        elif message == "clear":
+            self.clear()
         # keepalive: nothing to do
 
     def close_stream(self) -> None:
@@ -244,6 +282,7 @@ class StreamSession:
         self._utterance_start = max(start, self._buffer.start)
         self._last_partial_at = self._utterance_start
         self._utterance_prompt = effective_prompt(self._prompt, self._keyterms)
+        self._utterance_language = self._language
         self._messages.append(
             {
                 "type": "speech_started",
@@ -349,7 +388,7 @@ class StreamSession:
         return TranscriptionRequest(
             audio=self._buffer.span(self._utterance_start, end),
             priority=priority,
-            language=self.options.language,
+            language=self._utterance_language,
             language_hint=self._language_hint,
             prompt=self._utterance_prompt,
             word_timestamps=self.options.word_timestamps and priority is Priority.FINAL,

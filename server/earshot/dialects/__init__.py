@@ -9,4 +9,6 @@ scheduler, auth, per-key limits, admission and metrics, is shared.
 - ``native``: Earshot's own ``/v1/listen`` (docs/protocol.md).
 - ``deepgram``: Deepgram's live API at ``/deepgram/v1/listen`` (docs/deepgram.md);
   ``deepgram_rest``: its prerecorded ``POST /deepgram/v1/listen``.
+- ``openai_realtime``: OpenAI's Realtime transcription sessions at
+  ``/v1/realtime?intent=transcription`` (docs/openai-realtime.md), audio in text frames.
 """

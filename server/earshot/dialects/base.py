@@ -15,7 +15,10 @@ for what differs on the wire:
                           status: refuse a full server before the upgrade with it
 ``busy_refusal``          that refusal (or the proxy's 503, see listen.py) as HTTP
 ``Codec.parse_control``   a client text frame → ``finalize``/``close_stream``/
-                          ``keepalive`` (``protocol.ControlError``: close 1003)
+                          ``keepalive``/``clear``/a ``Configure``; or audio carried in
+                          text (``bytes``: paced and decoded as a binary frame's); or a
+                          ``Reply`` the dialect answers itself; or several of these, in
+                          order (``protocol.ControlError``: close 1003)
 ``Codec.applied``         the session acted on a control message (after the audio
                           before it)
 ``Codec.encode``          one session message (session.py's native dicts) → 0..n frames
@@ -29,6 +32,7 @@ sees messages in the order they go out.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from starlette.responses import Response
@@ -44,11 +48,29 @@ Control = str | Configure
 """A parsed client control message: its type, or a ``configure`` with its settings."""
 
 
+@dataclass(frozen=True)
+class Reply:
+    """What a dialect answers a client text frame with itself (OpenAI's
+    ``session.updated``, ``input_audio_buffer.committed``, a recoverable ``error``):
+    ``message`` joins the session's messages in its turn (after those of the audio before
+    it) and reaches the same ``Codec.encode``. Its ``type`` is the dialect's own, none of
+    the session's (``final``, ``partial``, ...), so the outbound buffer and the metrics
+    pass it through."""
+
+    message: dict[str, Any]
+
+
+Inbound = bytes | Control | Reply
+"""One thing a client text frame asks for: audio (in the session's encoding, counted by
+the pacer as audio), a control, or a dialect's own reply."""
+
+
 class Codec(Protocol):
     """One connection's wire format."""
 
-    def parse_control(self, text: str) -> Control:
-        """A client text frame → the control it asks for (a type, or a ``Configure``)."""
+    def parse_control(self, text: str) -> Inbound | tuple[Inbound, ...]:
+        """A client text frame → what it asks for, applied in order: a control (a type,
+        or a ``Configure``), audio bytes, a ``Reply``, or several of them."""
         ...
 
     def applied(self, control: str) -> None:

@@ -5,7 +5,9 @@
 
 Each stream is one WebSocket that speaks real clips in real time, as a voice agent's
 microphone does: 20 ms frames, each sent when its last sample has been "recorded"; after
-a clip it goes on sending silence until the turn's end arrives, then the next clip.
+a clip it goes on sending silence until the turn's end arrives, then the next clip. A
+handshake refused with 429 (admission control: the server judged itself full) is retried
+after ``Retry-After``, as a Deepgram client backs off, and counted.
 Measured per clip, from the wall-clock moment its last speech sample was spoken (the
 speech bounds come from Silero VAD, as in the other load tests):
 
@@ -42,6 +44,7 @@ from typing import Any
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
 from earshot.config import SAMPLE_RATE
 from earshot.loadtest.metrics import http_base
@@ -53,6 +56,8 @@ FRAME_S = 0.02
 FIXTURE_MANIFEST = Path("tests/data/speech/manifest.jsonl")
 FLUX_PUBLISHED = {"p50_ms": 300, "p95_ms": 1500}
 """Deepgram's published Flux end-of-turn latency: median under 300 ms, p95 1.5 s."""
+MAX_RETRIES = 10
+"""Handshakes refused with 429 a stream retries (after ``Retry-After``) before giving up."""
 MAX_WAIT_S = 8.0
 """Silence sent after a clip while waiting for its end of turn; then it is missed."""
 
@@ -92,6 +97,8 @@ class StreamResult:
     eot_s: list[float] = field(default_factory=list)
     eager_s: list[float] = field(default_factory=list)
     missed: int = 0
+    refused: int = 0
+    """429 answers (the server full by its admission control) before it was let in."""
     errors: list[str] = field(default_factory=list)
 
 
@@ -155,8 +162,22 @@ async def run_stream(
     listener = Listener(dialect)
     frame = round(FRAME_S * SAMPLE_RATE)
     silence = bytes(frame * 2)
+    url = f"{base}{path}?{_query(dialect, setting)}"
     try:
-        async with connect(f"{base}{path}?{_query(dialect, setting)}", max_size=None) as socket:
+        for _ in range(MAX_RETRIES):
+            try:
+                socket = await connect(url, max_size=None)
+                break
+            except InvalidStatus as refusal:
+                if refusal.response.status_code != 429:
+                    raise
+                # Full (admission control): back off as a Deepgram client does.
+                result.refused += 1
+                await asyncio.sleep(float(refusal.response.headers.get("Retry-After", "1")))
+        else:
+            result.errors.append(f"refused {MAX_RETRIES} times")
+            return result
+        async with socket:
             reader = asyncio.create_task(listener.run(socket))
             sent = 0  # samples sent: the stream clock
             start = time.monotonic()
@@ -208,11 +229,12 @@ async def measure(
     base: str, dialect: str, setting: str, streams: int, turns: int, clips: list[Clip], seed: int
 ) -> dict[str, Any]:
     per_stream = max(1, math.ceil(turns / streams))
-    rng = random.Random(f"{seed}:{dialect}:{setting}:{streams}")
+    rng = random.Random(f"{seed}:{streams}")  # the same clips for every dialect and setting
     plans = []
     for _ in range(streams):
         chosen = [rng.choice(clips) for _ in range(per_stream)]
         plans.append([(clip_audio(c)[0], clip_audio(c)[2]) for c in chosen])
+    load_before = os.getloadavg()[0]
     started = time.monotonic()
     results = await asyncio.gather(
         *(run_stream(base, dialect, setting, plan, seed + n) for n, plan in enumerate(plans))
@@ -226,8 +248,12 @@ async def measure(
         "streams": streams,
         "turns": len(eot) + sum(r.missed for r in results),
         "missed": sum(r.missed for r in results),
+        "refused_then_retried": sum(r.refused for r in results),
         "errors": [e for r in results for e in r.errors][:5],
         "wall_s": round(time.monotonic() - started, 1),
+        # This machine's 1-minute load average before and after: the client and a local
+        # server share it, and anything else running skews the latencies.
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "end_of_turn_ms": _stats(eot),
     }
     if dialect == "v2":

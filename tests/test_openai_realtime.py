@@ -265,6 +265,44 @@ def test_pcmu_at_8khz(server: ServerProcess, speech: dict[str, Clip]) -> None:
     assert error_rate([clip.text], [transcript(session)]) <= 0.15
 
 
+def test_the_beta_client_and_transcription_session_update(
+    server: ServerProcess, speech: dict[str, Clip]
+) -> None:
+    """The SDK's beta realtime client (``client.beta.realtime``) still sends
+    ``transcription_session.update`` with the beta field names."""
+    clip = speech[SHORT]
+    with client(server).beta.realtime.connect(
+        model="gpt-4o-transcribe", extra_query={"intent": "transcription"}
+    ) as connection:
+        session = Session(connection)
+        connection.transcription_session.update(
+            session={
+                "input_audio_format": "pcm16",
+                "input_audio_transcription": {"model": "gpt-4o-transcribe", "language": "en"},
+                "turn_detection": {"type": "server_vad", "silence_duration_ms": 600},
+            }
+        )
+        session.wait_for(lambda: _types(session, "transcription_session.updated"))
+        (updated,) = _types(session, "transcription_session.updated")
+        assert updated.session.input_audio_format == "pcm16"
+        assert updated.session.turn_detection.silence_duration_ms == 600
+        session.append(pcm16(clip.audio(24000)) + bytes(48000 * 2), 48000)
+        session.wait_for(
+            lambda: (
+                _types(session, "conversation.item.input_audio_transcription.completed")
+                and len(_types(session, "input_audio_buffer.speech_started"))
+                == len(_types(session, "conversation.item.input_audio_transcription.completed"))
+            )
+        )
+    completed = _types(session, "conversation.item.input_audio_transcription.completed")
+    text = " ".join(e.transcript for e in completed)
+    assert error_rate([clip.text], [text]) <= 0.15
+
+
+def _types(session: Session, kind: str) -> list[Any]:
+    return [e for e in session.events if e.type == kind]
+
+
 def test_bad_events_answer_openai_errors_and_the_session_goes_on(server: ServerProcess) -> None:
     with open_session(server) as connection:
         session = Session(connection)

@@ -20,10 +20,13 @@ import json
 import math
 import os
 import struct
+import subprocess
 import sys
-import weakref
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -55,7 +58,7 @@ __all__ = [
 ]
 
 MAX_DECODERS = max(2, os.cpu_count() or 2)
-"""Decoder children running at once (per event loop); more wait their turn."""
+"""Decoder children running at once (in this process); more wait their turn."""
 CHILD_ENVIRONMENT = ("PATH", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LANG", "LC_ALL")
 """All the decoder child gets of the server's environment: never its secrets (API keys,
 token secret, Redis password)."""
@@ -153,17 +156,41 @@ class Decoded:
     """... and its peak address space, which ``ChildLimits.memory_bytes`` bounds."""
 
 
-_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-    weakref.WeakKeyDictionary()
-)
+_threads = ThreadPoolExecutor(MAX_DECODERS, thread_name_prefix="earshot-decoder")
+"""Each decode is one blocking thread here: it spawns the child with ``subprocess``
+(``vfork``/``exec``, no Python code between) rather than through the event loop, whose
+``fork`` (uvloop's) runs the interpreter's after-fork code in a copy of a threaded
+process, and reads the child's frames. More decodes than threads wait their turn."""
 
 
-def _decoder_slots() -> asyncio.Semaphore:
-    loop = asyncio.get_running_loop()
-    slots = _slots.get(loop)
-    if slots is None:
-        slots = _slots[loop] = asyncio.Semaphore(MAX_DECODERS)
-    return slots
+class _Child:
+    """One decode's child process, killable from the event loop at any moment."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.cancelled = False
+
+    def spawn(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes] | None:
+        with self._lock:
+            if self.cancelled:
+                return None
+            self.process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
+            return self.process
+
+    def cancel(self) -> bool:
+        """Kill it (or make sure it never starts); True if it had started."""
+        with self._lock:
+            self.cancelled = True
+            if self.process is not None and self.process.poll() is None:
+                self.process.kill()
+            return self.process is not None
 
 
 async def decode_untrusted(
@@ -175,66 +202,63 @@ async def decode_untrusted(
     limits: ChildLimits | None = None,
 ) -> Decoded:
     """Decode ``source`` in a child process under ``limits``. Raises UndecodableAudio
-    (or its UnsupportedAudio, DecoderFailed) or AudioTooLong. Cancelling kills the child."""
+    (or its UnsupportedAudio, DecoderFailed) or AudioTooLong. Cancelling kills the child
+    (and returns once it is reaped)."""
     limits = limits or ChildLimits()
-    args = [str(source), "--rate", str(sample_rate)]
-    args += ["--memory-bytes", str(limits.memory_bytes), "--cpu-s", str(limits.cpu_s)]
+    argv = [sys.executable, "-m", "earshot.decoder", str(source), "--rate", str(sample_rate)]
+    argv += ["--memory-bytes", str(limits.memory_bytes), "--cpu-s", str(limits.cpu_s)]
     if max_seconds is not None:
-        args += ["--max-seconds", repr(float(max_seconds))]
+        argv += ["--max-seconds", repr(float(max_seconds))]
     if probe:
-        args.append("--probe")
+        argv.append("--probe")
     env = {name: os.environ[name] for name in CHILD_ENVIRONMENT if name in os.environ}
     env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MALLOC_ARENA_MAX="2")
-    async with _decoder_slots():
-        child = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "earshot.decoder",
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-        )
-        stderr = asyncio.ensure_future(_tail(child.stderr))
-        try:
-            return await _receive(child, sample_rate, max_seconds, stderr)
-        finally:
-            if child.returncode is None:
-                child.kill()
-                await child.wait()
-            stderr.cancel()
+    child = _Child()
+    loop = asyncio.get_running_loop()
+    work = loop.run_in_executor(_threads, _decode, child, argv, env, sample_rate, max_seconds)
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        if child.cancel():
+            await asyncio.wait([work])  # killed: its thread reaps it and ends at once
+        else:
+            work.cancel()  # still waiting for a thread: it will never start
+        raise
 
 
-async def _tail(stream: asyncio.StreamReader | None, keep: int = 4096) -> bytes:
-    tail = b""
-    while stream is not None and (data := await stream.read(65536)):
-        tail = (tail + data)[-keep:]
-    return tail
-
-
-async def _receive(
-    child: asyncio.subprocess.Process,
-    sample_rate: int,
-    max_seconds: float | None,
-    stderr: asyncio.Future[bytes],
+def _decode(
+    child: _Child, argv: list[str], env: dict[str, str], sample_rate: int, max_seconds: float | None
 ) -> Decoded:
-    assert child.stdout is not None
+    process = child.spawn(argv, env)
+    if process is None:
+        raise DecoderFailed("cancelled before it started")
+    assert process.stdout is not None
+    try:
+        return _receive(process, process.stdout, sample_rate, max_seconds)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        process.stdout.close()
+
+
+def _receive(
+    process: subprocess.Popen[bytes], stdout: IO[bytes], sample_rate: int, max_seconds: float | None
+) -> Decoded:
     cap = _max_samples(max_seconds, sample_rate)
     info: AudioInfo | None = None
     buffer: SampleBuffer | None = None
     while True:
-        try:
-            kind, length = struct.unpack("<cI", await child.stdout.readexactly(5))
+        header = stdout.read(5)
+        if len(header) == 5:
+            kind, length = struct.unpack("<cI", header)
             if length > MAX_FRAME_BYTES:
                 raise DecoderFailed(f"decoder sent a frame of {length} bytes")
-            payload = await child.stdout.readexactly(length)
-        except asyncio.IncompleteReadError:
-            code = await child.wait()
-            tail = (await stderr).decode(errors="replace").strip().splitlines()
+            payload = stdout.read(length)
+        if len(header) < 5 or len(payload) < length:
+            code = process.wait()
             why = f"signal {-code}" if code < 0 else f"exit code {code}"
-            last = f": {tail[-1]}" if tail else ""
-            raise DecoderFailed(f"the decoder died on this file ({why}{last})") from None
+            raise DecoderFailed(f"the decoder died on this file ({why})")
         if kind == b"I":
             info = AudioInfo(**json.loads(payload))
         elif kind == b"D":

@@ -290,6 +290,9 @@ def child_main(argv: list[str] | None = None) -> int:
     except (UndecodableAudio, AudioTooLong) as exc:
         kind = next(k for k, cls in reversed(ERROR_KINDS.items()) if isinstance(exc, cls))
         _write(out, b"E", json.dumps({"kind": kind, "message": str(exc)}).encode())
+    except Exception as exc:  # a bug, or a library failing on this file: the file failed
+        message = f"decoder error {type(exc).__name__}: {exc}"
+        _write(out, b"E", json.dumps({"kind": "failed", "message": message}).encode())
     out.flush()
     return 0
 

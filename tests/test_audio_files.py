@@ -36,6 +36,7 @@ from earshot.jobs.models import JobOptions
 from earshot.jobs.openai_compat import ClientGone, unless_disconnected
 from earshot.jobs.pipeline import FileTranscriber, SplitAudio
 from earshot.jobs.sync_limits import SyncLimiter
+from earshot.jobs.uploads import media_error
 from earshot.scheduler import BatchScheduler, SchedulingPolicy
 from earshot.transcript import Transcript, TranscriptionRequest
 from fakes import LoudnessVad
@@ -330,3 +331,17 @@ def test_the_speech_split_stops_between_pieces_when_asked() -> None:
         split_speech(audio, LoudnessVad(), stop=stop)
     assert len(asked) == 2  # one piece read, then it stopped
     assert split_speech(audio, LoudnessVad(), stop=lambda: False) == []
+
+
+def test_decoder_refusals_map_to_clear_http_statuses() -> None:
+    cases = [
+        (UndecodableAudio("not an accepted audio file (Invalid data)"), 415, "unsupported_media"),
+        (UnsupportedAudio("sample rate 384000 Hz is above..."), 415, "unsupported_audio"),
+        (DecoderFailed("the decoder died on this file (signal 9)"), 422, "undecodable_audio"),
+        (AudioTooLong("longer than 60 s"), 413, "audio_too_long"),
+    ]
+    for exc, status, code in cases:
+        refusal = media_error(exc)
+        assert (refusal.status, refusal.code, refusal.param) == (status, code, "file")
+    assert "signal 9" not in media_error(cases[2][0]).message  # details stay in the log
+    assert "Invalid data" not in media_error(cases[0][0]).message

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pytest
 from tests.fakes import LoudnessVad, pcm16, silence, tone
+from tests.test_listen_state import FakeSocket, connect, serve
 
 from earshot import protocol
-from earshot.dialects.base import Reply
+from earshot.dialects.base import Frame, Inbound, Reply
 from earshot.dialects.openai_realtime import (
     OPENAI,
     REPLY_ERROR,
@@ -247,6 +249,19 @@ def test_bad_events_are_error_replies(text: str, code: str, param: str | None) -
     assert error["type"] == "invalid_request_error" and error["message"]
 
 
+def test_prompt_and_keywords_keep_the_configure_limits() -> None:
+    def update(**transcription: Any) -> str:
+        session = {"type": "transcription", "audio": {"input": {"transcription": transcription}}}
+        return event(type="session.update", session=session)
+
+    c = codec()
+    too_many = error_of(c.parse_control(update(keywords=[f"w{i}" for i in range(101)])))
+    assert too_many["param"] == "session.audio.input.transcription.keywords"
+    too_long = error_of(c.parse_control(update(prompt="x" * 1001)))
+    assert too_long["param"] == "session.audio.input.transcription.prompt"
+    assert c.config.prompt == ""  # a refused update changes nothing
+
+
 def test_the_format_is_fixed_once_audio_flows() -> None:
     c = codec()
     c.parse_control(append(pcm16(tone(0.1, rate=24000))))
@@ -455,3 +470,45 @@ def test_clear_drops_the_open_utterance_and_later_finals_still_flow() -> None:
     assert final["utterance"] == 1 and final["start"] >= 1.5  # no cleared audio in it
     session.close_stream()
     assert session.messages_to_send()[-1] == {"type": "closed"}
+
+
+# -- the seam: audio and replies inside text frames ------------------------------------------
+class TextAudioCodec:
+    """A dialect whose text frames carry audio and get answers of its own."""
+
+    def parse_control(self, text: str) -> Inbound | tuple[Inbound, ...]:
+        if text == "audio":
+            return pcm16(tone(0.5)), Reply({"type": "echo", "after": "audio"})
+        return Reply({"type": "echo", "after": "nothing"}), "close_stream"
+
+    def applied(self, control: str) -> None:
+        pass
+
+    def encode(self, message: Mapping[str, Any]) -> list[Frame]:
+        return [json.dumps(dict(message))]
+
+
+@pytest.mark.asyncio
+async def test_text_frames_may_carry_audio_controls_and_replies_in_order() -> None:
+    socket = FakeSocket()
+    connection = connect(socket)
+    connection.codec = TextAudioCodec()
+    paced: list[tuple[type, float]] = []
+    arrive = connection.pacer.arrive
+
+    def counted(item: Inbound, seconds: float, now: float) -> None:
+        paced.append((type(item), seconds))
+        arrive(item, seconds, now)
+
+    connection.pacer.arrive = counted
+    socket.feed_text("audio")
+    socket.feed_text("end")
+    await serve(connection)
+    assert paced == [(bytes, pytest.approx(0.5)), (Reply, 0.0), (Reply, 0.0), (str, 0.0)]
+    assert connection.session.audio_seconds == pytest.approx(0.5)
+    assert socket.sent == [
+        {"type": "echo", "after": "audio"},
+        {"type": "echo", "after": "nothing"},
+        {"type": "closed"},
+    ]
+    assert socket.closed_with == (1000, "")

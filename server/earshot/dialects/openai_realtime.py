@@ -339,6 +339,25 @@ def parse_session(
     return replace(current, **changes)
 
 
+def _check_prompt(config: SessionConfig) -> None:
+    """The limits of the native ``configure`` message (protocol.py)."""
+    param = "session.audio.input.transcription"
+    if len(config.keywords) > protocol.MAX_KEYTERMS:
+        raise EventError(f"More than {protocol.MAX_KEYTERMS} keywords.", param=f"{param}.keywords")
+    if any(len(k) > protocol.MAX_KEYTERM_CHARS for k in config.keywords):
+        raise EventError(
+            f"A keyword longer than {protocol.MAX_KEYTERM_CHARS} characters.",
+            param=f"{param}.keywords",
+        )
+    combined = protocol.effective_prompt(config.prompt or None, config.keywords) or ""
+    if len(combined) > protocol.MAX_PROMPT_CHARS:
+        raise EventError(
+            f"The prompt and keywords together are longer than {protocol.MAX_PROMPT_CHARS}"
+            " characters.",
+            param=f"{param}.prompt",
+        )
+
+
 def parse_turn_detection(
     value: Any, current: TurnDetection | None, param: str
 ) -> TurnDetection | None:
@@ -401,11 +420,11 @@ class OpenAICodec:
         event_id = event.get("event_id")
         event_id = event_id if isinstance(event_id, str) else None
         try:
-            return self._parse(event, event_id)
+            return self._parse(event)
         except EventError as exc:
             return self._error(exc.message, code=exc.code, param=exc.param, event_id=event_id)
 
-    def _parse(self, event: dict[str, Any], event_id: str | None) -> Inbound | tuple[Inbound, ...]:
+    def _parse(self, event: dict[str, Any]) -> Inbound | tuple[Inbound, ...]:
         kind = event.get("type")
         if kind == "input_audio_buffer.append":
             return self._append(event.get("audio"))
@@ -460,13 +479,17 @@ class OpenAICodec:
 
     def _decode(self, data: bytes) -> np.ndarray:
         """The client's audio at 16 kHz, in pieces the decoder takes (1 s at most)."""
+        width = self._decoder.format.bytes_per_sample
+        if len(data) % width:
+            raise AudioFormatError(f"{len(data)} bytes are not whole {width}-byte samples")
         limit = self._decoder.format.max_frame_bytes
-        step = limit - limit % self._decoder.format.bytes_per_sample
+        step = limit - limit % width
         pieces = [self._decoder.decode(data[i : i + step]) for i in range(0, len(data), step)]
         return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
     def _update(self, session: Any, *, beta: bool) -> Inbound | tuple[Inbound, ...]:
         config = parse_session(self.config, _object(session, "session"), self.languages, beta=beta)
+        _check_prompt(config)
         if config.format != self.config.format:
             if self._audio_started:
                 raise EventError(
@@ -482,14 +505,6 @@ class OpenAICodec:
             set_language=True,
             turns=config.turns or TurnDetection(vad_endpointing=False),
         )
-        try:  # the limits of the native configure message
-            protocol.parse_control_message(
-                json.dumps(
-                    {"type": "configure", "prompt": configure.prompt, "keyterms": config.keywords}
-                )
-            )
-        except protocol.ControlError as exc:
-            raise EventError(str(exc).removeprefix("configure: "), param="session") from None
         self.config = config
         if beta:
             body = {"type": "transcription_session.updated", "session": self._beta_session()}

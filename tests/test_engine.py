@@ -3,6 +3,7 @@ language detection and word timestamps (bundled base model, CPU int8)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import replace
 
@@ -10,10 +11,11 @@ import numpy as np
 import pytest
 from tests.conftest import Clip
 
-from earshot.config import EngineConfig
+from earshot.config import EngineConfig, SchedulerConfig
 from earshot.engine import ModelLoadError, WhisperEngine
 from earshot.prompt_copy import words
-from earshot.transcript import Priority, TranscriptionRequest
+from earshot.scheduler import BatchScheduler
+from earshot.transcript import Priority, Transcript, TranscriptionRequest
 from earshot.wer import error_rate
 
 ENGLISH = [
@@ -166,3 +168,46 @@ def test_a_decode_that_speaks_its_prompt_is_redone_without_it(
             assert not unsaid, f"{clip.file}: {transcript.text!r} speaks the prompt"
         assert error_rate([c.text for c in clips], [t.text for t in transcripts]) <= 0.5
     assert copies, "no decode copied its prompt: the guard was not exercised"
+
+
+def test_each_request_decodes_at_its_own_beam_width(
+    engine: WhisperEngine, speech: dict[str, Clip]
+) -> None:
+    """The scheduler widens the beam of finals when the engine has room: one call may mix
+    widths, and each transcript says which it got."""
+    clip = speech["fleurs_de-002"]
+    greedy, wide = engine.transcribe(
+        [final(clip.audio(), language="de"), final(clip.audio(), language="de", beam_size=5)]
+    )
+    assert (greedy.beam_size, wide.beam_size) == (1, 5)
+    assert error_rate([clip.text], [wide.text], "de") <= 0.35
+
+
+@pytest.mark.asyncio
+async def test_finals_decode_wide_when_the_engine_is_idle_and_greedy_when_they_queue(
+    engine: WhisperEngine, speech: dict[str, Clip]
+) -> None:
+    """The scheduler's beam policy on the real model: a final alone gets beam 5; twelve
+    arriving at once on one worker queue up, and those taken while others wait are greedy."""
+    scheduler = BatchScheduler(engine, SchedulerConfig().policy("cpu", workers=1), workers=1)
+    scheduler.start(asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+
+    async def transcribe(requests: list[TranscriptionRequest]) -> list[Transcript]:
+        futures = [loop.create_future() for _ in requests]
+        for request, future in zip(requests, futures):
+            scheduler.submit(request, lambda r, t, f=future: f.set_result(t))
+        return list(await asyncio.wait_for(asyncio.gather(*futures), 120))
+
+    try:
+        clips = [speech[name] for name in ENGLISH]
+        (alone,) = await transcribe([final(clips[0].audio(), language="en")])
+        crowd = await transcribe(
+            [final(c.audio(), language="en", owner=str(i)) for i, c in enumerate(clips + clips)]
+        )
+    finally:
+        scheduler.stop()
+    assert alone.beam_size == 5
+    beams = [t.beam_size for t in crowd]
+    assert beams.count(1) >= 4, beams  # a batch of four taken while more finals waited
+    assert error_rate([c.text for c in clips + clips], [t.text for t in crowd]) <= 0.10

@@ -96,6 +96,10 @@ async def test_counters_move_as_a_real_streaming_session_runs(
     transcribed = delta("earshot_audio_transcribed_seconds_total", source="stream")
     assert 0.8 * clip.duration_s < transcribed <= len(audio) / 16000 + 1.0
     assert delta("earshot_utterances_total", language="en") == sum(1 for f in finals if f.text)
+    beams = delta("earshot_finals_by_beam_total", beam="5") + delta(
+        "earshot_finals_by_beam_total", beam="1"
+    )
+    assert beams == len(finals)  # each delivered final counted at the width it got
     assert delta("earshot_final_latency_seconds_count") == len(finals)
     assert 0 < delta("earshot_final_latency_seconds_sum") < 10 * len(finals)
     assert delta("earshot_partial_latency_seconds_count") == len(partials)

@@ -59,6 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         scheduler=SchedulerConfig(
             max_batch=args.max_batch,
             batch_wait_s=None if args.batch_wait_ms is None else args.batch_wait_ms / 1000,
+            idle_beam_size=args.idle_beam_size,
         ),
         admission=AdmissionConfig(max_sessions=args.max_sessions),
         partial_interval_s=args.partial_interval,
@@ -220,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
         scale=0.001,
         type=float,
         help="how long a batch may wait to fill, in ms [by device]",
+    )
+    config_option(
+        serve,
+        "--idle-beam-size",
+        SchedulerConfig,
+        "idle_beam_size",
+        type=int,
+        help="beam width for finals while the engine has room; greedy under load"
+        " (1: always) [5 on CPU, 1 on CUDA]",
     )
     config_option(
         serve,

@@ -8,7 +8,7 @@ Plain dataclasses keep them cheap to build in tests.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from earshot.batch_policy import SchedulingPolicy
 from earshot.jobs.config import JobsConfig
@@ -113,9 +113,15 @@ class SchedulerConfig:
 
     max_batch: int | None = None
     batch_wait_s: float | None = None
+    idle_beam_size: int | None = None
+    """Beam width for finals while the engine has room (1 = always greedy); None: by
+    device (``default_policy``)."""
 
     def policy(self, device: str, workers: int = 1) -> SchedulingPolicy:
-        return default_policy(device, self.max_batch, workers, batch_wait_s=self.batch_wait_s)
+        policy = default_policy(device, self.max_batch, workers, batch_wait_s=self.batch_wait_s)
+        if self.idle_beam_size is None:
+            return policy
+        return replace(policy, idle_beam_size=self.idle_beam_size)
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,10 @@ def default_policy(
             batch_wait_s=wait,
             partials_with_finals=True,
             max_partials=max_batch or 16,
+            # Not measured on a GPU yet: a batch whose finals decode wider than the
+            # partials riding along needs an encode per width (engine.py), so finals stay
+            # greedy there until it is.
+            idle_beam_size=1,
         )
     return SchedulingPolicy(
         max_batch=max_batch or 4,

@@ -151,19 +151,21 @@ class WhisperEngine:
         started = time.perf_counter()
         self._calls.stats = BatchStats(requests=len(requests))
         results: dict[int, Transcript] = {}
-        groups: dict[int, list[TranscriptionRequest]] = defaultdict(list)
+        # One encode per window size, one generate per (window, beam width): CTranslate2
+        # takes one beam width per call.
+        groups: dict[tuple[int, int], list[TranscriptionRequest]] = defaultdict(list)
         for request in requests:
-            groups[self._window_for(request)].append(request)
-        retry: list[TranscriptionRequest] = []
-        for window, group in sorted(groups.items()):
-            for request, transcript in zip(group, self._run_group(group, window)):
+            groups[self._window_for(request), self._beam_for(request)].append(request)
+        retry: dict[int, list[TranscriptionRequest]] = defaultdict(list)
+        for (window, beam), group in sorted(groups.items()):
+            for request, transcript in zip(group, self._run_group(group, window, beam)):
                 if transcript is None:
-                    retry.append(request)
+                    retry[beam].append(request)
                 else:
                     results[request.id] = transcript
-        if retry:
-            self.last_stats.fallbacks = len(retry)
-            for request, transcript in zip(retry, self._run_group(retry, FULL_WINDOW)):
+        for beam, group in sorted(retry.items()):
+            self.last_stats.fallbacks += len(group)
+            for request, transcript in zip(group, self._run_group(group, FULL_WINDOW, beam)):
                 results[request.id] = transcript or self._blank(request, "repetition")
         self.last_stats.seconds = time.perf_counter() - started
         return [results[r.id] for r in requests]
@@ -173,6 +175,9 @@ class WhisperEngine:
         self.transcribe([_silence_request()])
 
     # -- internals ----------------------------------------------------------------------
+    def _beam_for(self, request: TranscriptionRequest) -> int:
+        return max(self.config.beam_size, request.beam_size)
+
     def _window_for(self, request: TranscriptionRequest) -> int:
         frames = -(-len(request.audio) // HOP)
         return choose_window(frames, self.config.window_buckets, self.config.min_tail_frames)
@@ -196,12 +201,15 @@ class WhisperEngine:
             window_features(extractor, request.audio, window, out=batch[i])
         return ctranslate2.StorageView.from_array(batch)
 
-    def _run_group(self, group: list[TranscriptionRequest], window: int) -> list[Transcript | None]:
-        """Transcripts for one window size; None marks a runaway to retry on 30 s."""
+    def _run_group(
+        self, group: list[TranscriptionRequest], window: int, beam: int
+    ) -> list[Transcript | None]:
+        """Transcripts for one window size and beam width; None marks a runaway to retry
+        on 30 s."""
         self.last_stats.encoder_calls += 1
         encoded = self._ct2.encode(self._features(group, window), to_cpu=False)
         languages, unsure = self._languages(group, encoded)
-        decoded = self._generate(group, encoded, languages)
+        decoded = self._generate(group, encoded, languages, beam)
         words = self._words(group, encoded, decoded)
         out: list[Transcript | None] = []
         for request, result, request_words, language_unsure in zip(group, decoded, words, unsure):
@@ -229,12 +237,17 @@ class WhisperEngine:
                     avg_logprob=result.avg_logprob,
                     no_speech_prob=result.no_speech_prob,
                     window_frames=window,
+                    beam_size=beam,
                 )
             )
-        return self._without_prompt_copies(group, out, window)
+        return self._without_prompt_copies(group, out, window, beam)
 
     def _without_prompt_copies(
-        self, group: list[TranscriptionRequest], out: list[Transcript | None], window: int
+        self,
+        group: list[TranscriptionRequest],
+        out: list[Transcript | None],
+        window: int,
+        beam: int,
     ) -> list[Transcript | None]:
         """Re-decode without its prompt each output that may copy the prompt, and keep
         the unprompted text where the prompted one has words only the prompt supports."""
@@ -245,7 +258,7 @@ class WhisperEngine:
         ]
         if not suspects:
             return out
-        plain = self._run_group([replace(group[i], prompt=None) for i in suspects], window)
+        plain = self._run_group([replace(group[i], prompt=None) for i in suspects], window, beam)
         for i, unprompted in zip(suspects, plain):
             prompted, prompt = out[i], str(group[i].prompt)
             assert prompted is not None
@@ -305,6 +318,7 @@ class WhisperEngine:
         group: list[TranscriptionRequest],
         encoded: ctranslate2.StorageView,
         languages: list[str],
+        beam: int,
     ) -> list[_Decoded]:
         prompts = [self._prompt(r, lang) for r, lang in zip(group, languages)]
         budget = max(token_budget(r.duration) for r in group)
@@ -315,7 +329,7 @@ class WhisperEngine:
         results = self._ct2.generate(
             encoded,
             prompts,
-            beam_size=self.config.beam_size,
+            beam_size=beam,
             max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,

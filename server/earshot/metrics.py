@@ -194,6 +194,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.beams = Counter(
+            "earshot_finals_by_beam",
+            "Finals and file segments decoded, by beam width (wide while the engine has "
+            "room, greedy under load: batch_policy.beam_for)",
+            ["beam"],
+            registry=r,
+        )
         self.errors = Counter("earshot_errors", "Errors by code", ["code"], registry=r)
         self._jobs = _JobsCollector()
         r.register(self._jobs)
@@ -264,6 +271,8 @@ class Metrics:
 
     def transcribed(self, transcript: Transcript) -> None:
         """A final result (of a stream or a file segment): language or suppression cause."""
+        if transcript.beam_size:
+            self.beams.labels(str(transcript.beam_size)).inc()
         if transcript.text:
             self.utterances.labels(transcript.language or "unknown").inc()
         elif transcript.suppressed:

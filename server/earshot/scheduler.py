@@ -18,7 +18,8 @@ This class is the facade over three parts, each in its own module:
 State here: the queues, one condition that guards them and the pool, when a live
 stream last asked for anything, and the batch listeners. A request moves: ``submit`` →
 queued (``Queues.put``) → taken by a worker (``take``: waits until a batch it may run
-exists, then ``select_batch`` removes it from the queues) → run by the pool →
+exists, then ``select_batch`` removes it from the queues, and ``beam_for`` widens the
+beam of its finals when the engine has room) → run by the pool →
 ``finished`` (load recorded, listeners told, callbacks scheduled on the loop). A
 queued final may instead be ``cancel``led; a queued partial replaced by a newer one or
 dropped when stale; a dead worker's batch is ``requeue``d at the front.
@@ -44,10 +45,12 @@ from earshot.batch_policy import (
     Queues,
     ResultCallback,
     SchedulingPolicy,
+    beam_for,
     partials_may_start,
     partials_over_share,
     select_batch,
     share_finals,
+    widen_beams,
 )
 from earshot.engine_load import EngineLoad
 from earshot.engine_pool import ENGINE_ERROR, Batch, Engine, EnginePool
@@ -209,6 +212,7 @@ class BatchScheduler:
             now = time.monotonic()
             policy = share_finals(self.policy, len(queues.finals), self.workers - pool.running)
             items, dropped = select_batch(queues, policy, now, partials=partials)
+            widen_beams(items, beam_for(policy, len(queues.finals), self.load.busy_ratio(10.0)))
             return Batch(items, now, dropped)
 
     def _partials_throttled(self, now: float) -> bool:

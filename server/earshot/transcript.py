@@ -39,6 +39,10 @@ class TranscriptionRequest:
     (a stream's previous utterance language)."""
     prompt: str | None = None
     word_timestamps: bool = False
+    beam_size: int = 1
+    """Beam width asked for: the scheduler widens it for a final or file segment when
+    the engine has room (``batch_policy.beam_for``); the engine never decodes narrower
+    than its configured ``beam_size``."""
     owner: str = ""
     """Who asked (session or job id); partials of one (owner, utterance) coalesce."""
     utterance: int = 0
@@ -70,5 +74,7 @@ class Transcript:
     no_speech_prob: float = 0.0
     window_frames: int = 0
     """Encoder window used (shows bucketing and runaway fallbacks)."""
+    beam_size: int = 1
+    """Beam width of the decode that gave ``text``."""
     error: str | None = None
     """Set when the engine failed on this request; text is then empty."""

@@ -339,7 +339,13 @@ def test_auth_refusal_and_client_secrets(server: ServerProcess, speech: dict[str
     )
     assert secret.value and secret.expires_at > time.time()
     assert secret.session.type == "transcription"
-    # A browser: no headers, the secret in the subprotocol (the OpenAI browser form).
+    # The secret as the SDK's api_key (Authorization: Bearer) ...
+    with client(server, secret.value).realtime.connect(
+        extra_query={"intent": "transcription"}
+    ) as connection:
+        session = Session(connection)
+        session.wait_for(lambda: session.of(SessionCreatedEvent))
+    # ... and as a browser sends it: no headers, the secret in the subprotocol list.
     url = f"ws://127.0.0.1:{server.port}/v1/realtime?intent=transcription"
     with ws_connect(
         url,

@@ -62,6 +62,8 @@ MAX_DECODERS = max(2, os.cpu_count() or 2)
 CHILD_ENVIRONMENT = ("PATH", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LANG", "LC_ALL")
 """All the decoder child gets of the server's environment: never its secrets (API keys,
 token secret, Redis password)."""
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
+"""Where this ``earshot`` package sits: the child imports the very same one."""
 MAX_PREALLOCATE_S = 3600.0
 """A header's duration is believed for preallocation up to this much."""
 INITIAL_BUFFER_S = 600.0
@@ -205,7 +207,8 @@ async def decode_untrusted(
     (or its UnsupportedAudio, DecoderFailed) or AudioTooLong. Cancelling kills the child
     (and returns once it is reaped)."""
     limits = limits or ChildLimits()
-    argv = [sys.executable, "-m", "earshot.decoder", str(source), "--rate", str(sample_rate)]
+    # -P: the working directory is not put on the child's sys.path
+    argv = [sys.executable, "-P", "-m", "earshot.decoder", str(source), "--rate", str(sample_rate)]
     argv += ["--memory-bytes", str(limits.memory_bytes), "--cpu-s", str(limits.cpu_s)]
     if max_seconds is not None:
         argv += ["--max-seconds", repr(float(max_seconds))]
@@ -213,6 +216,7 @@ async def decode_untrusted(
         argv.append("--probe")
     env = {name: os.environ[name] for name in CHILD_ENVIRONMENT if name in os.environ}
     env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MALLOC_ARENA_MAX="2")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
     child = _Child()
     loop = asyncio.get_running_loop()
     work = loop.run_in_executor(_threads, _decode, child, argv, env, sample_rate, max_seconds)

@@ -17,6 +17,7 @@ from earshot.prompt_copy import words
 from earshot.scheduler import BatchScheduler
 from earshot.transcript import Priority, Transcript, TranscriptionRequest
 from earshot.wer import error_rate
+from earshot.windows import repeats_its_tail
 
 ENGLISH = [
     "ljspeech_LJ001-0001",
@@ -211,3 +212,19 @@ async def test_finals_decode_wide_when_the_engine_is_idle_and_greedy_when_they_q
     beams = [t.beam_size for t in crowd]
     assert beams.count(1) >= 4, beams  # a batch of four taken while more finals waited
     assert error_rate([c.text for c in clips + clips], [t.text for t in crowd]) <= 0.10
+
+
+def test_a_wide_beam_that_repeats_its_last_sentence_is_decoded_greedily(
+    engine: WhisperEngine, speech: dict[str, Clip]
+) -> None:
+    """Two clips 0.4 s apart and a second of silence, as a stream delivers them (16-bit):
+    beam 5 in the 10 s window said the second sentence twice here, likelihood and
+    compression notwithstanding. No final may repeat its tail."""
+    first, second = speech["cmusphinx_goforward"], speech["cmuarctic_a0024"]
+    audio = np.concatenate(
+        [first.audio(), np.zeros(6400, np.float32), second.audio(), np.zeros(16000, np.float32)]
+    )
+    pcm16 = np.round(np.clip(audio, -1, 1) * 32767) / 32768  # the stream's own samples
+    (transcript,) = engine.transcribe([final(pcm16.astype(np.float32), language="en", beam_size=5)])
+    assert not repeats_its_tail(transcript.text), transcript.text
+    assert error_rate([f"{first.text} {second.text}"], [transcript.text]) <= 0.2

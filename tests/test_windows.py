@@ -5,6 +5,7 @@ from earshot.windows import (
     choose_window,
     compression_ratio,
     looks_like_runaway,
+    repeats_its_tail,
     token_budget,
 )
 
@@ -34,3 +35,23 @@ def test_repetition_is_a_runaway() -> None:
     assert not looks_like_runaway(14, normal, 4.0, 2.4)
     assert looks_like_runaway(30, "thank you " * 30, 4.0, 2.4)
     assert looks_like_runaway(token_budget(2.0), "words", 2.0, 2.4)
+
+
+@pytest.mark.parametrize(
+    ("text", "loops"),
+    [
+        # what beam 5 made of two clips and a second of silence (tests/test_engine.py)
+        ("Go forward 10 meters. It was my reports from the north which chiefly induced"
+         " people to buy. It was my reports from the north which chiefly induced people"
+         " to buy.", True),
+        ("thank you very much indeed. thank you very much indeed.", True),  # 5 words twice
+        ("Thank you, very much indeed! Thank you very much, indeed.", True),  # punctuation
+        ("no, no, no, no", False),  # people do repeat a word
+        ("I said go go go go go", False),  # a one-word run is not a repeated phrase
+        ("one two three four one two three four", False),  # under five words
+        ("It was my reports from the north. It was my reports from the south.", False),
+        ("", False),
+    ],
+)  # fmt: skip
+def test_a_repeated_tail_is_a_loop(text: str, loops: bool) -> None:
+    assert repeats_its_tail(text) is loops

@@ -71,9 +71,10 @@ class SchedulingPolicy:
     idle_beam_size: int = 5
     """Beam width for finals and file segments while the engine has room (``beam_for``);
     1 = always greedy. Measured with the bundled base model on one CPU core: beam 5 costs
-    ~22 % more CPU per final than greedy and cuts corpus WER on the German, Spanish and
-    Portuguese clips of the speech set by 15-30 % (docs/benchmarks.md). The GPU policy
-    keeps 1 (``default_policy``)."""
+    3-22 % more CPU per final than greedy (two runs on a loaded 2-core machine) and cuts
+    corpus WER on the German, Spanish and Portuguese clips of the speech set by 15-30 %
+    (docs/benchmarks.md, ``python -m loadtest.beam_bench``). A wide decode that loops is
+    redone greedily (engine.py). The GPU policy keeps 1 (``default_policy``)."""
     idle_busy_ratio: float = 0.5
     """"Room": no other final waits and the engine was busy less than this share of the
     last 10 s. Above it finals go greedy, so beam search never costs capacity."""

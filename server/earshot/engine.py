@@ -35,6 +35,7 @@ from earshot.windows import (
     choose_window,
     compression_ratio,
     looks_like_runaway,
+    repeats_its_tail,
     token_budget,
 )
 
@@ -60,6 +61,8 @@ class BatchStats:
     requests: int = 0
     encoder_calls: int = 0
     fallbacks: int = 0
+    beam_loops: int = 0
+    """Wide-beam outputs that repeated their tail and were decoded greedily instead."""
     prompt_copies: int = 0
     """Prompted outputs replaced by their unprompted decode (``prompt_copy.py``)."""
     seconds: float = 0.0
@@ -240,7 +243,28 @@ class WhisperEngine:
                     beam_size=beam,
                 )
             )
-        return self._without_prompt_copies(group, out, window, beam)
+        out = self._without_prompt_copies(group, out, window, beam)
+        return self._greedy_where_the_beam_looped(group, out, window, beam)
+
+    def _greedy_where_the_beam_looped(
+        self,
+        group: list[TranscriptionRequest],
+        out: list[Transcript | None],
+        window: int,
+        beam: int,
+    ) -> list[Transcript | None]:
+        """Decode greedily each wide-beam output that repeats its tail (``windows.py``):
+        the greedy decode of the same audio does not loop there."""
+        if beam == 1:
+            return out
+        looped = [i for i, t in enumerate(out) if t is not None and repeats_its_tail(t.text)]
+        if not looped:
+            return out
+        self.last_stats.beam_loops += len(looped)
+        greedy = [replace(group[i], beam_size=1) for i in looped]
+        for i, transcript in zip(looped, self._run_group(greedy, window, 1)):
+            out[i] = transcript
+        return out
 
     def _without_prompt_copies(
         self,

@@ -47,3 +47,20 @@ def looks_like_runaway(
 ) -> bool:
     """Hit the token budget, or repeated itself: either way the window was wrong."""
     return n_tokens >= token_budget(duration_s) or compression_ratio(text) > max_compression_ratio
+
+
+MIN_REPEATED_WORDS = 5
+"""A tail this long (or longer) said twice in a row is the decoder looping, not speech:
+people repeat a word or two ("no, no"), not five."""
+
+
+def repeats_its_tail(text: str) -> bool:
+    """The text ends with a run of at least ``MIN_REPEATED_WORDS`` words said twice in a
+    row ("...to buy. It was my reports ... to buy."): beam search does this on a window
+    whose speech ends well before it does, with a likelihood good enough to pass every
+    other check, and a repeat of one sentence compresses too little to be caught."""
+    words = [w.strip(".,!?;:\"'").casefold() for w in text.split()]
+    for n in range(MIN_REPEATED_WORDS, len(words) // 2 + 1):
+        if words[-n:] == words[-2 * n : -n]:
+            return True
+    return False

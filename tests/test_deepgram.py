@@ -25,6 +25,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from conftest import ARTIFACTS, Clip
+from earshot.audio import encode_g711
 from earshot.auth import generate_key
 from earshot.server_process import ServerProcess
 from earshot.wer import error_rate
@@ -272,3 +273,25 @@ def test_prerecorded(server: ServerProcess, speech: dict[str, Clip], tmp_path: P
     with pytest.raises(ApiError) as not_audio:
         client.listen.v1.media.transcribe_file(request=b"not audio at all" * 100, model="nova-3")
     assert not_audio.value.status_code in (415, 422)
+
+
+def test_mulaw_at_8khz_as_telephony_bridges_send_it(
+    server: ServerProcess, speech: dict[str, Clip]
+) -> None:
+    """``encoding=mulaw&sample_rate=8000`` in 20 ms frames (a Twilio-style bridge)."""
+    clip = speech[ENGLISH]
+    data = encode_g711(np.concatenate([clip.audio(8000), np.zeros(8000, np.float32)]), "pcm_mulaw")
+    messages: list[Any] = []
+    with deepgram(server).listen.v1.connect(
+        model="nova-3", encoding="mulaw", sample_rate="8000"
+    ) as socket:
+        reader = threading.Thread(target=lambda: messages.extend(socket), daemon=True)
+        reader.start()
+        for i in range(0, len(data), 160):
+            socket.send_media(data[i : i + 160])
+            time.sleep(0.02 / 3)  # three times real time
+        socket.send_close_stream()
+        reader.join(60)
+    assert not reader.is_alive(), "the server did not close after CloseStream"
+    assert isinstance(messages[-1], ListenV1Metadata)
+    assert error_rate([clip.text], [transcript(messages)]) <= 0.15, transcript(messages)

@@ -281,6 +281,23 @@ def model_info(model: str) -> dict[str, str]:
 CONTROL_TYPES = {"KeepAlive": "keepalive", "Finalize": "finalize", "CloseStream": "close_stream"}
 
 
+def parse_control_type(text: str, types: Mapping[str, str]) -> str:
+    """A Deepgram client text frame (``{"type": "KeepAlive"}``...) → the session control
+    it maps to in ``types``; refused like a native control message otherwise."""
+    if len(text) > protocol.MAX_CONTROL_CHARS:
+        raise protocol.ControlTooLarge(
+            f"text frame longer than {protocol.MAX_CONTROL_CHARS} characters"
+        )
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):
+        raise protocol.ControlError("text frame is not JSON") from None
+    kind = message.get("type") if isinstance(message, dict) else None
+    if not isinstance(kind, str) or kind not in types:
+        raise protocol.ControlError(f"unknown control message; expected type in {sorted(types)}")
+    return types[kind]
+
+
 class DeepgramCodec:
     def __init__(self, session: StreamSession, model: str) -> None:
         self.session = session
@@ -298,20 +315,7 @@ class DeepgramCodec:
 
     # -- client → session ---------------------------------------------------------------
     def parse_control(self, text: str) -> str:
-        if len(text) > protocol.MAX_CONTROL_CHARS:
-            raise protocol.ControlTooLarge(
-                f"text frame longer than {protocol.MAX_CONTROL_CHARS} characters"
-            )
-        try:
-            message = json.loads(text)
-        except (ValueError, RecursionError):
-            raise protocol.ControlError("text frame is not JSON") from None
-        kind = message.get("type") if isinstance(message, dict) else None
-        if not isinstance(kind, str) or kind not in CONTROL_TYPES:
-            raise protocol.ControlError(
-                f"unknown control message; expected type in {sorted(CONTROL_TYPES)}"
-            )
-        return CONTROL_TYPES[kind]
+        return parse_control_type(text, CONTROL_TYPES)
 
     def applied(self, control: str) -> None:
         if control == "finalize":

@@ -37,7 +37,6 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
-from earshot import protocol
 from earshot.dialects.base import Frame
 from earshot.dialects.deepgram import (
     DeepgramDialect,
@@ -45,6 +44,7 @@ from earshot.dialects.deepgram import (
     _integer,
     keyterm_prompt,
     parse_audio_format,
+    parse_control_type,
 )
 from earshot.endpointing import ENDPOINTING_MS_RANGE
 from earshot.listen import serve_stream
@@ -153,20 +153,7 @@ class FluxCodec:
 
     # -- client → session ---------------------------------------------------------------
     def parse_control(self, text: str) -> str:
-        if len(text) > protocol.MAX_CONTROL_CHARS:
-            raise protocol.ControlTooLarge(
-                f"text frame longer than {protocol.MAX_CONTROL_CHARS} characters"
-            )
-        try:
-            message = json.loads(text)
-        except (ValueError, RecursionError):
-            raise protocol.ControlError("text frame is not JSON") from None
-        kind = message.get("type") if isinstance(message, dict) else None
-        if not isinstance(kind, str) or kind not in CONTROL_TYPES:
-            raise protocol.ControlError(
-                f"unknown control message; expected type in {sorted(CONTROL_TYPES)}"
-            )
-        return CONTROL_TYPES[kind]
+        return parse_control_type(text, CONTROL_TYPES)
 
     def applied(self, control: str) -> None:
         if control in ("finalize", "close_stream"):

@@ -34,7 +34,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import random
 import sys
 import time
@@ -47,6 +46,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from earshot.config import SAMPLE_RATE
+from earshot.loadtest.host import machine
 from earshot.loadtest.metrics import http_base
 from earshot.loadtest.scenario import DEFAULT_MANIFEST, Clip, clip_audio, load_clips
 from earshot.loadtest.scoring import Distribution
@@ -259,18 +259,6 @@ async def measure(
     if dialect == "v2":
         report["eager_end_of_turn_ms"] = _stats(eager)
     return report
-
-
-def machine() -> dict[str, Any]:
-    cpu, flags = platform.processor(), set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    simd = sorted(f for f in flags if f in ("avx", "avx2", "fma", "avx512f", "avx512_vnni"))
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "simd": simd, "platform": platform.platform()}
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

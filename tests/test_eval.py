@@ -25,6 +25,7 @@ def report(earshot_server: ServerProcess) -> dict:
         per_language=1,
         speed=4.0,
         no_speech_seconds=3.0,
+        faster_whisper_beams=(1, 5),
     )
     return run_eval(options)
 
@@ -59,11 +60,30 @@ def test_no_speech_cases_emit_no_text_anywhere(report: dict) -> None:
     assert no_speech["hallucination_rate"]["streaming"] == 0
 
 
+def test_streaming_is_compared_with_faster_whisper_offline_at_each_beam(report: dict) -> None:
+    """``--vs-faster-whisper 1,5``: faster-whisper's own transcribe of the same clips and
+    model, per language, with streaming / offline (1.0 = as accurate)."""
+    versus = report["faster_whisper"]
+    assert versus["beams"] == [1, 5] and set(versus["languages"]) == {"en", "de"}
+    for language, bound in (("en", 0.15), ("de", 0.35)):
+        row = versus["languages"][language]
+        assert row["streaming"] == report["languages"][language]["streaming"]
+        for beam in (1, 5):
+            assert 0 <= row[f"beam_{beam}"] <= bound, (language, row)
+            ratio = row[f"streaming_vs_beam_{beam}"]
+            assert ratio is None or ratio == pytest.approx(
+                row["streaming"] / row[f"beam_{beam}"], abs=1e-3
+            )
+    assert set(versus["overall"]) >= {"streaming", "beam_1", "beam_5", "streaming_vs_beam_5"}
+
+
 def test_report_files_history_and_plot(report: dict, tmp_path: Path) -> None:
     json_path, md_path = write_report(report, tmp_path)
     assert json.loads(json_path.read_text())["overall"] == report["overall"]
     markdown = md_path.read_text()
     assert "| **overall** |" in markdown and "Partial stability" in markdown
+    assert "Streaming against faster-whisper offline" in markdown
+    assert (tmp_path / "versus-faster-whisper.png").read_bytes()[:4] == b"\x89PNG"
     prom = (tmp_path / "eval.prom").read_text()
     assert (
         'earshot_eval_error_rate{device="cpu",language="all",model="base",path="streaming"}' in prom

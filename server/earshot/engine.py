@@ -173,6 +173,15 @@ class WhisperEngine:
         self.last_stats.seconds = time.perf_counter() - started
         return [results[r.id] for r in requests]
 
+    def reference_transcribe(self, audio: np.ndarray, language: str | None, beam_size: int) -> str:
+        """faster-whisper's own offline ``transcribe`` of ``audio`` with this model (30 s
+        windows, timestamps, previous text as context, its temperature fallback): the
+        offline decode ``earshot eval --vs-faster-whisper`` compares streaming with."""
+        segments, _ = self._model.transcribe(
+            audio, language=language, beam_size=beam_size, vad_filter=False
+        )
+        return " ".join(segment.text.strip() for segment in segments).strip()
+
     def warm_up(self) -> None:
         """One tiny decode so the first user doesn't pay for lazy initialisation."""
         self.transcribe([_silence_request()])

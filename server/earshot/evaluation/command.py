@@ -30,6 +30,9 @@ class EvalOptions:
     no_speech_seconds: float = 8.0
     server_log: Path | None = None
     """Where a started server logs."""
+    faster_whisper_beams: tuple[int, ...] = ()
+    """Also decode every clip with faster-whisper's own offline ``transcribe`` (same
+    model) at these beam widths, and report streaming WER against each."""
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +75,13 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         default=field_default(EvalOptions, "no_speech_seconds"),
         help="length of each no-speech case [%(default)g]",
     )
+    parser.add_argument(
+        "--vs-faster-whisper",
+        default="",
+        metavar="BEAMS",
+        help="also decode each clip with faster-whisper's offline transcribe at these beam"
+        " widths (e.g. 1,5) and report streaming/offline per language",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report folder [%(default)s]")
     parser.add_argument(
         "--history", type=Path, default=None, help="history file [OUT/history.jsonl]"
@@ -112,6 +122,7 @@ def run_command(args: argparse.Namespace, engine: EngineConfig) -> int:
         auto_language=args.auto_language,
         no_speech_seconds=args.no_speech_seconds,
         server_log=args.out / "server.log",
+        faster_whisper_beams=tuple(int(b) for b in args.vs_faster_whisper.split(",") if b),
     )
     report = run_eval(options)
     json_path, md_path = write_report(report, args.out)

@@ -35,6 +35,8 @@ def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
     md_path.write_text(markdown(report), "utf-8")
     write_prometheus(report, out_dir / "eval.prom")
+    if "faster_whisper" in report:
+        plot_versus_faster_whisper(report, out_dir / "versus-faster-whisper.png")
     return json_path, md_path
 
 
@@ -72,6 +74,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"| **overall** | | {overall['clips']} | **{_pct(overall['offline'])}**"
         f" | **{_pct(overall['streaming'])}** | **{_gap(overall['relative_gap'])}** |",
         "",
+        *_versus_faster_whisper_table(report),
         "## Streaming",
         "",
         f"- partial stability: **{_pct(streaming['partial_stability'])}** over"
@@ -201,6 +204,62 @@ def append_history(report: dict[str, Any], history: Path) -> None:
     history.parent.mkdir(parents=True, exist_ok=True)
     with history.open("a", encoding="utf-8") as f:
         f.write(json.dumps(history_entry(report), ensure_ascii=False) + "\n")
+
+
+def _versus_faster_whisper_table(report: dict[str, Any]) -> list[str]:
+    """Markdown lines comparing streaming with faster-whisper offline (if it was run)."""
+    versus = report.get("faster_whisper")
+    if not versus:
+        return []
+    beams = versus["beams"]
+    head = " | ".join(f"offline beam {b} | streaming / beam {b}" for b in beams)
+    lines = [
+        "",
+        "### Streaming against faster-whisper offline (same model)",
+        "",
+        f"| language | clips | streaming | {head} |",
+        "|---|---|---|" + "---|---|" * len(beams),
+    ]
+    rows = [*versus["languages"].items(), ("**overall**", {**versus["overall"], "clips": ""})]
+    for language, row in rows:
+        cells = " | ".join(
+            f"{_pct(row[f'beam_{b}'])} | {_ratio(row[f'streaming_vs_beam_{b}'])}" for b in beams
+        )
+        lines.append(f"| {language} | {row['clips']} | {_pct(row['streaming'])} | {cells} |")
+    return [*lines, ""]
+
+
+def _ratio(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def plot_versus_faster_whisper(report: dict[str, Any], png: Path) -> Path:
+    """Bars per language: streaming, and faster-whisper offline at each beam width."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    versus = report["faster_whisper"]
+    languages = list(versus["languages"])
+    series = [("streaming", "streaming")] + [
+        (f"beam_{b}", f"offline beam {b}") for b in versus["beams"]
+    ]
+    width = 0.8 / len(series)
+    figure, axis = plt.subplots(figsize=(max(5, 1.6 * len(languages)), 4))
+    for n, (key, label) in enumerate(series):
+        values = [100 * versus["languages"][lang][key] for lang in languages]
+        axis.bar([i + n * width for i in range(len(languages))], values, width, label=label)
+    axis.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(languages))])
+    axis.set_xticklabels(languages)
+    axis.set_ylabel("corpus WER / CER (%)")
+    axis.set_title(f"Earshot streaming vs faster-whisper offline — {report['model']}")
+    axis.legend(fontsize="small")
+    figure.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(png, dpi=110)
+    plt.close(figure)
+    return png
 
 
 def read_history(history: Path) -> list[dict[str, Any]]:

@@ -82,11 +82,15 @@ def run_eval(options: EvalOptions) -> dict[str, Any]:
     engine = WhisperEngine(options.engine)
     engine.warm_up()
     offline = _offline_pass(engine, clips, audio, cases, options)
+    reference = _faster_whisper_pass(engine, clips, audio, options)
     with _server(options) as url:
         before = _scrape(url)
         streaming, wall_s = asyncio.run(_streaming_pass(url, clips, audio, cases, options))
         server_metrics = _delta(before, _scrape(url))
-    return _report(options, engine, clips, offline, streaming, wall_s, cases, server_metrics)
+    report = _report(options, engine, clips, offline, streaming, wall_s, cases, server_metrics)
+    if reference:
+        report["faster_whisper"] = _versus_faster_whisper(clips, streaming, reference)
+    return report
 
 
 # -- passes -----------------------------------------------------------------------------
@@ -124,6 +128,61 @@ def _offline_pass(
         transcript = engine.transcribe([request])[0]
         engine_only[case.name] = (transcript.text, transcript.suppressed)
     return _Offline(texts, audio_s, elapsed_s, engine_only)
+
+
+def _faster_whisper_pass(
+    engine: WhisperEngine,
+    clips: Sequence[GoldenClip],
+    audio: dict[str, np.ndarray],
+    options: EvalOptions,
+) -> dict[int, dict[str, str]]:
+    """Beam width → clip → faster-whisper's offline text (``--vs-faster-whisper``)."""
+    return {
+        beam: {
+            clip.name: engine.reference_transcribe(
+                audio[clip.name], None if options.auto_language else clip.language, beam
+            )
+            for clip in clips
+        }
+        for beam in options.faster_whisper_beams
+    }
+
+
+def _versus_faster_whisper(
+    clips: Sequence[GoldenClip],
+    streaming: dict[str, StreamResult],
+    reference: dict[int, dict[str, str]],
+) -> dict[str, Any]:
+    """Corpus error per language of streaming and of faster-whisper offline at each beam
+    width, and streaming / offline (1.0: as accurate as the offline decode)."""
+    by_language: dict[str, list[GoldenClip]] = defaultdict(list)
+    for clip in clips:
+        if clip.exact:
+            by_language[clip.language].append(clip)
+    rows: dict[str, Any] = {}
+    pooled_rates: dict[str, list[Any]] = defaultdict(list)
+    for language, group in sorted(by_language.items()):
+        refs = [c.text for c in group]
+        on = corpus_error(refs, [streaming[c.name].text for c in group], language)
+        pooled_rates["streaming"].append(on)
+        row: dict[str, Any] = {
+            "clips": len(group),
+            "metric": on.metric,
+            "streaming": round(on.rate, 4),
+        }
+        for beam, texts in reference.items():
+            off = corpus_error(refs, [texts[c.name] for c in group], language)
+            pooled_rates[f"beam_{beam}"].append(off)
+            row[f"beam_{beam}"] = round(off.rate, 4)
+            row[f"streaming_vs_beam_{beam}"] = _round(on.rate / off.rate if off.rate else None)
+        rows[language] = row
+    streaming_rate = pooled(pooled_rates["streaming"])
+    overall: dict[str, Any] = {"streaming": round(streaming_rate, 4)}
+    for beam in reference:
+        rate = pooled(pooled_rates[f"beam_{beam}"])
+        overall[f"beam_{beam}"] = round(rate, 4)
+        overall[f"streaming_vs_beam_{beam}"] = _round(streaming_rate / rate if rate else None)
+    return {"beams": sorted(reference), "languages": rows, "overall": overall}
 
 
 async def _streaming_pass(

@@ -21,6 +21,7 @@ from deepgram.listen.v1.types import (
     ListenV1SpeechStarted,
     ListenV1UtteranceEnd,
 )
+from tests.test_audio_codecs import encode_opus
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
@@ -295,3 +296,30 @@ def test_mulaw_at_8khz_as_telephony_bridges_send_it(
     assert not reader.is_alive(), "the server did not close after CloseStream"
     assert isinstance(messages[-1], ListenV1Metadata)
     assert error_rate([clip.text], [transcript(messages)]) <= 0.15, transcript(messages)
+
+
+@pytest.mark.parametrize("kind", ["wav", "ogg"])
+def test_no_encoding_means_an_audio_file_told_by_its_header(
+    kind: str, server: ServerProcess, speech: dict[str, Clip]
+) -> None:
+    """As with Deepgram, a client that names no encoding streams an audio file: its
+    header says WAV (here the clip's own file) or Ogg Opus."""
+    clip = speech[ENGLISH]
+    silence = np.zeros(16000, np.float32)
+    data = (
+        clip.path.read_bytes() + pcm16(silence)
+        if kind == "wav"
+        else encode_opus(np.concatenate([clip.audio(), silence]), "ogg")
+    )
+    messages: list[Any] = []
+    with deepgram(server).listen.v1.connect(model="nova-3") as socket:
+        reader = threading.Thread(target=lambda: messages.extend(socket), daemon=True)
+        reader.start()
+        for i in range(0, len(data), 4095):  # cut anywhere, samples included
+            socket.send_media(data[i : i + 4095])
+            time.sleep(0.01)
+        socket.send_close_stream()
+        reader.join(60)
+    assert not reader.is_alive(), "the server did not close after CloseStream"
+    assert isinstance(messages[-1], ListenV1Metadata)
+    assert error_rate([clip.text], [transcript(messages)]) <= WER_BOUND, transcript(messages)

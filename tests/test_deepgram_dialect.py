@@ -47,7 +47,9 @@ def options(query: str) -> DeepgramOptions:
 
 def test_query_parameters_become_session_options() -> None:
     default = options("")
-    assert (default.encoding, default.sample_rate, default.language) == ("pcm_s16le", 16000, "en")
+    # No encoding, as with Deepgram: an audio file whose header says what it is.
+    assert (default.encoding, default.sample_rate, default.language) == ("container", 16000, "en")
+    assert options("encoding=linear16").encoding == "pcm_s16le"
     assert default.interim_results is False and default.word_timestamps is True
     assert default.vad_events is False and default.utterance_end_ms is None
     parsed = options(
@@ -122,7 +124,7 @@ def test_credentials_and_refusal_bodies() -> None:
     assert json.loads(bytes(NATIVE.parameter_refusal(bad).body)) == bad.body()
 
 
-def codec(query: str = "") -> DeepgramCodec:
+def codec(query: str = "encoding=linear16") -> DeepgramCodec:
     session = StreamSession(options(query), LoudnessVad(), session_id="abc123")  # type: ignore[arg-type]
     return DeepgramCodec(session, "base")
 

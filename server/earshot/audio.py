@@ -45,6 +45,17 @@ ENCODINGS: dict[str, np.dtype] = {
 (``sample_rate`` × 1 byte = the nominal rate at the default 16 kHz). Prefer
 ``AudioFormat.bytes_per_second``, which is exact for raw encodings and nominal for Opus."""
 
+CONTAINER = "container"
+"""No encoding given, as Deepgram's live API allows: the stream's first bytes say what
+it is (a WAV header, Ogg or WebM Opus; ``ContainerDecoder``). Not a native ``encoding``
+value: a ``/v1/listen`` client names its encoding."""
+CONTAINER_NOMINAL_BYTES_PER_S = 32_000
+"""Pacing rate of a detected stream before and after detection: 16 kHz 16-bit mono WAV;
+a higher-rate WAV counts as faster than it is (its pacing is stricter), Opus as slower."""
+MAX_HEADER_BYTES = 65_536
+"""Bytes a detected stream may send before its audio starts (the WAV chunks before
+``data``, say): more is not an audio file."""
+
 
 def _mulaw_table() -> np.ndarray:
     """ITU-T G.711 μ-law: the 8-bit code is inverted; then sign (bit 7), a 3-bit
@@ -118,15 +129,18 @@ class AudioFormat:
 
     @property
     def bytes_per_second(self) -> int:
-        """Exact for raw encodings; nominal for Opus (``OPUS_NOMINAL_BYTES_PER_S``)."""
+        """Exact for raw encodings; nominal for Opus (``OPUS_NOMINAL_BYTES_PER_S``) and
+        detected streams (``CONTAINER_NOMINAL_BYTES_PER_S``)."""
         if self.is_opus:
             return OPUS_NOMINAL_BYTES_PER_S
+        if self.encoding == CONTAINER:
+            return CONTAINER_NOMINAL_BYTES_PER_S
         return self.sample_rate * self.bytes_per_sample
 
     @property
     def max_frame_bytes(self) -> int:
         """The protocol allows at most one second of audio per frame."""
-        if self.is_opus:
+        if self.is_opus or self.encoding == CONTAINER:
             return OPUS_MAX_FRAME_BYTES
         return self.sample_rate * self.bytes_per_sample
 
@@ -145,6 +159,8 @@ def decoder_for(fmt: AudioFormat) -> AudioDecoder:
         from earshot.opus_stream import OpusStreamDecoder  # PyAV only where it is needed
 
         return OpusStreamDecoder(fmt)
+    if fmt.encoding == CONTAINER:
+        return ContainerDecoder(fmt)
     return PcmDecoder(fmt)
 
 
@@ -204,3 +220,118 @@ class Resampler:
 
     def flush(self) -> np.ndarray:
         return self.resample(np.zeros(0, np.float32), last=True)
+
+
+class ContainerDecoder:
+    """A stream that names no encoding: its first bytes pick the decoder.
+
+    Theory of operation: until the audio's kind is known, frames are buffered (at most
+    ``MAX_HEADER_BYTES``). ``RIFF....WAVE`` is a WAV file: its ``fmt `` chunk gives the
+    sample encoding (16-bit or float PCM, μ-law, A-law) and rate, and what follows the
+    ``data`` chunk header is raw samples for a ``PcmDecoder`` (the data size is not
+    trusted: live WAV streams leave it 0 or 0xFFFFFFFF). ``OggS`` and the EBML magic
+    start Ogg and WebM Opus, handed to the Opus decoder from their first byte. Then every
+    frame goes to that decoder; raw samples may be cut anywhere, so a partial sample is
+    carried to the next frame. Anything else is an ``AudioFormatError`` naming what to
+    send instead.
+    """
+
+    def __init__(self, fmt: AudioFormat) -> None:
+        self.format = fmt
+        self._head = b""
+        self._inner: AudioDecoder | None = None
+        self._carry = b""
+        """Bytes of a raw sample cut by a frame boundary (WAV)."""
+
+    def decode(self, frame: bytes) -> np.ndarray:
+        if len(frame) > self.format.max_frame_bytes:
+            raise FrameTooLarge(
+                f"frame of {len(frame)} bytes is more than {self.format.max_frame_bytes} bytes"
+            )
+        if self._inner is None:
+            self._head += frame
+            detected = _detect(self._head)
+            if detected is None:
+                if len(self._head) > MAX_HEADER_BYTES:
+                    raise AudioFormatError(
+                        f"no audio after {MAX_HEADER_BYTES} bytes of header: set encoding"
+                    )
+                return np.zeros(0, np.float32)
+            self._inner, frame = detected
+            self._head = b""
+        return self._feed(frame)
+
+    def flush(self) -> np.ndarray:
+        if self._inner is None:
+            if self._head:
+                raise AudioFormatError("the stream ended before its audio format was known")
+            return np.zeros(0, np.float32)
+        return self._inner.flush()
+
+    def _feed(self, data: bytes) -> np.ndarray:
+        assert self._inner is not None
+        if self._inner.format.is_opus:
+            return self._inner.decode(data) if data else np.zeros(0, np.float32)
+        data = self._carry + data
+        size = self._inner.format.bytes_per_sample
+        whole = len(data) - len(data) % size
+        data, self._carry = data[:whole], data[whole:]
+        step = self._inner.format.max_frame_bytes // size * size  # at most 1 s per call
+        parts = [self._inner.decode(data[i : i + step]) for i in range(0, whole, step)]
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+_WAV_CODES = {(1, 16): "pcm_s16le", (3, 32): "pcm_f32le", (7, 8): "pcm_mulaw", (6, 8): "pcm_alaw"}
+"""WAVE format tag and bits per sample → the raw encoding."""
+
+
+def _detect(head: bytes) -> tuple[AudioDecoder, bytes] | None:
+    """The decoder for a stream starting with ``head`` and the bytes it should decode
+    first; None while ``head`` is too short to tell."""
+    if head.startswith(b"OggS") or head.startswith(b"\x1a\x45\xdf\xa3"):
+        encoding = "ogg_opus" if head.startswith(b"OggS") else "webm_opus"
+        return decoder_for(AudioFormat(encoding=encoding)), head
+    if len(head) < 12:
+        if b"RIFF".startswith(head[:4]) or b"OggS".startswith(head[:4]):
+            return None
+        if b"\x1a\x45\xdf\xa3".startswith(head[:4]):
+            return None
+        raise AudioFormatError("no encoding given, and the audio is not WAV, Ogg or WebM")
+    if not (head.startswith(b"RIFF") and head[8:12] == b"WAVE"):
+        raise AudioFormatError("no encoding given, and the audio is not WAV, Ogg or WebM")
+    offset, fmt = 12, None
+    while offset + 8 <= len(head):
+        chunk, size = (
+            head[offset : offset + 4],
+            int.from_bytes(head[offset + 4 : offset + 8], "little"),
+        )
+        body = offset + 8
+        if chunk == b"data":
+            if fmt is None:
+                raise AudioFormatError("WAV data before its fmt chunk")
+            return PcmDecoder(fmt), head[body:]
+        if body + size > len(head):
+            return None  # the rest of this chunk is still to come
+        if chunk == b"fmt ":
+            fmt = _wav_format(head[body : body + size])
+        offset = body + size + size % 2  # chunks are word-aligned
+    return None
+
+
+def _wav_format(chunk: bytes) -> AudioFormat:
+    if len(chunk) < 16:
+        raise AudioFormatError("WAV fmt chunk too short")
+    tag, channels = int.from_bytes(chunk[0:2], "little"), int.from_bytes(chunk[2:4], "little")
+    rate, bits = int.from_bytes(chunk[4:8], "little"), int.from_bytes(chunk[14:16], "little")
+    if tag == 0xFFFE and len(chunk) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the sub-format's tag
+        tag = int.from_bytes(chunk[24:26], "little")
+    if channels != 1:
+        raise AudioFormatError(f"WAV with {channels} channels: only mono is supported")
+    if not 8000 <= rate <= 48000:
+        raise AudioFormatError(f"WAV at {rate} Hz: 8000 to 48000 Hz is supported")
+    encoding = _WAV_CODES.get((tag, bits))
+    if encoding is None:
+        raise AudioFormatError(
+            f"WAV format {tag} at {bits} bits: 16-bit or float PCM, μ-law or A-law"
+        )
+    return AudioFormat(rate, encoding)

@@ -37,7 +37,7 @@ from starlette.websockets import WebSocket
 import earshot
 from earshot import protocol
 from earshot.access import Denied
-from earshot.audio import ENCODINGS
+from earshot.audio import CONTAINER, ENCODINGS
 from earshot.dialects.base import Frame
 from earshot.endpointing import ENDPOINTING_MS_RANGE
 from earshot.listen import serve_stream
@@ -182,16 +182,27 @@ def keyterm_prompt(query: Mapping[str, str]) -> str | None:
     return prompt
 
 
-def parse_audio_format(query: Mapping[str, str]) -> dict[str, Any]:
-    """``encoding`` (default ``linear16``), ``sample_rate`` and ``channels`` → the
-    ``SessionOptions`` fields they set; the live APIs (v1 and v2) share them."""
-    options: dict[str, Any] = {}
-    encoding = query.get("encoding", "linear16").strip().lower()
+def _native_encoding(name: str) -> str:
+    encoding = name.strip().lower()
     native = ENCODING_NAMES.get(encoding)
     if native is None or native not in ENCODINGS:
         offered = sorted(k for k, v in ENCODING_NAMES.items() if v in ENCODINGS)
         raise ParameterError("encoding", f"{encoding!r} is not supported; one of {offered}")
-    options["encoding"] = native
+    return native
+
+
+def parse_audio_format(
+    query: Mapping[str, str], default_encoding: str | None = None
+) -> dict[str, Any]:
+    """``encoding``, ``sample_rate`` and ``channels`` → the ``SessionOptions`` fields they
+    set; the live APIs (v1 and v2) share them. Without ``encoding``: ``default_encoding``,
+    or, when None (v1, as with Deepgram), a file whose header says what it is (WAV, Ogg
+    or WebM Opus: ``CONTAINER``)."""
+    options: dict[str, Any] = {}
+    if "encoding" not in query and default_encoding is None:
+        options["encoding"] = CONTAINER
+    else:
+        options["encoding"] = _native_encoding(query.get("encoding", default_encoding or ""))
     if "sample_rate" in query:
         rate = _integer("sample_rate", query["sample_rate"])
         if not 8000 <= rate <= 48000:

@@ -93,7 +93,7 @@ def parse_options(query: Mapping[str, str], languages: frozenset[str] | None) ->
     for name in REFUSED:
         if name in query and query[name].strip().lower() not in ("false", "0", ""):
             raise ParameterError(name, f"{name} is not supported by this server")
-    options: dict[str, Any] = parse_audio_format(query)
+    options: dict[str, Any] = parse_audio_format(query, "linear16")
     multi = query.get("model", "").strip().lower() == MODEL_MULTI
     if not multi and languages is not None and "en" not in languages:
         raise ParameterError("model", "this server's model does not transcribe English")

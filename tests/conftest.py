@@ -44,6 +44,14 @@ class Clip:
         return read_audio(self.path, sample_rate)
 
 
+def trimmed(audio: np.ndarray, level: float = 0.02) -> np.ndarray:
+    """A clip without its leading and trailing quiet, so a gap added is the pause."""
+    frames = len(audio) // 160
+    rms = np.sqrt((audio[: frames * 160].reshape(frames, 160) ** 2).mean(axis=1))
+    loud = np.flatnonzero(rms > level)
+    return audio[loud[0] * 160 : (loud[-1] + 1) * 160]
+
+
 def load_manifest() -> dict[str, Clip]:
     clips = {}
     for line in (SPEECH_DIR / "manifest.jsonl").read_text().splitlines():

@@ -14,18 +14,18 @@ import numpy as np
 import pytest
 from deepgram import DeepgramClient
 from deepgram.core.api_error import ApiError
-from deepgram.environment import DeepgramClientEnvironment
 from deepgram.listen.v1.types import (
     ListenV1Metadata,
     ListenV1Results,
     ListenV1SpeechStarted,
     ListenV1UtteranceEnd,
 )
+from tests.dialect_helpers import deepgram_client, keyed_server, refused_status
+from tests.fakes import pcm16
 from tests.test_audio_codecs import encode_opus
-from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from conftest import ARTIFACTS, Clip
+from conftest import Clip
 from earshot.audio import encode_g711
 from earshot.auth import generate_key
 from earshot.server_process import ServerProcess
@@ -40,14 +40,7 @@ WER_BOUND = 0.12
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    ARTIFACTS.mkdir(exist_ok=True)
-    folder = tmp_path_factory.mktemp("deepgram")
-    keys = folder / "keys"
-    keys.write_text(f"{KEY} name=agent\n")
-    with ServerProcess(
-        "--api-keys-file", str(keys), "--data-dir", str(folder / "data"), "--max-sessions", "2",
-        log_path=ARTIFACTS / "deepgram-server.log",
-    ) as server:  # fmt: skip
+    with keyed_server(tmp_path_factory, "deepgram", KEY, "--max-sessions", "2") as server:
         try:
             yield server
         finally:
@@ -60,18 +53,7 @@ open), closed when the module's server stops."""
 
 
 def deepgram(server: ServerProcess, key: str = KEY) -> DeepgramClient:
-    base = f"127.0.0.1:{server.port}/deepgram"
-    environment = DeepgramClientEnvironment(
-        base=f"http://{base}",
-        production=f"ws://{base}",
-        agent=f"ws://{base}",
-        agent_rest=f"http://{base}",
-    )
-    return DeepgramClient(api_key=key, environment=environment, httpx_client=_HTTP)
-
-
-def pcm16(audio: np.ndarray) -> bytes:
-    return (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+    return deepgram_client(server, key, _HTTP)
 
 
 def stream(
@@ -191,20 +173,7 @@ def test_finalize_and_close_stream(server: ServerProcess, speech: dict[str, Clip
 
 def test_refusals_a_deepgram_client_understands(server: ServerProcess) -> None:
     def refused(client: DeepgramClient, **options: Any) -> int:
-        # The SDK turns a refused handshake into ApiError where its websockets version
-        # raises the exception it expects; with websockets >= 14 the InvalidStatus
-        # comes through as it is. Either way the client sees the status.
-        with (
-            pytest.raises((ApiError, InvalidStatus)) as error,
-            client.listen.v1.connect(model="nova-3", **options),
-        ):
-            pass
-        refusal = error.value
-        if isinstance(refusal, InvalidStatus):
-            assert refusal.response.headers["dg-error"]
-            return refusal.response.status_code
-        assert refusal.status_code is not None
-        return refusal.status_code
+        return refused_status(lambda: client.listen.v1.connect(model="nova-3", **options))
 
     assert refused(deepgram(server, generate_key())) == 401
     assert refused(deepgram(server), diarize="true") == 400

@@ -13,12 +13,11 @@ import httpx
 import numpy as np
 import pytest
 from deepgram import DeepgramClient
-from deepgram.core.api_error import ApiError
-from deepgram.environment import DeepgramClientEnvironment
 from deepgram.listen.v2.types import ListenV2Connected, ListenV2TurnInfo
-from websockets.exceptions import InvalidStatus
+from tests.dialect_helpers import deepgram_client, keyed_server, refused_status
+from tests.fakes import pcm16
 
-from conftest import ARTIFACTS, Clip
+from conftest import Clip, trimmed
 from earshot.auth import generate_key
 from earshot.server_process import ServerProcess
 from earshot.wer import error_rate
@@ -31,14 +30,7 @@ WER_BOUND = 0.12
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    ARTIFACTS.mkdir(exist_ok=True)
-    folder = tmp_path_factory.mktemp("deepgram-v2")
-    keys = folder / "keys"
-    keys.write_text(f"{KEY} name=agent\n")
-    with ServerProcess(
-        "--api-keys-file", str(keys), "--data-dir", str(folder / "data"),
-        log_path=ARTIFACTS / "deepgram-v2-server.log",
-    ) as server:  # fmt: skip
+    with keyed_server(tmp_path_factory, "deepgram-v2", KEY) as server:
         try:
             yield server
         finally:
@@ -49,26 +41,7 @@ _HTTP = httpx.Client(timeout=120)
 
 
 def deepgram(server: ServerProcess, key: str = KEY) -> DeepgramClient:
-    base = f"127.0.0.1:{server.port}/deepgram"
-    environment = DeepgramClientEnvironment(
-        base=f"http://{base}",
-        production=f"ws://{base}",
-        agent=f"ws://{base}",
-        agent_rest=f"http://{base}",
-    )
-    return DeepgramClient(api_key=key, environment=environment, httpx_client=_HTTP)
-
-
-def pcm16(audio: np.ndarray) -> bytes:
-    return (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-
-
-def trimmed(audio: np.ndarray, level: float = 0.02) -> np.ndarray:
-    """The clip without its leading and trailing quiet, so the gap we add is the pause."""
-    frames = len(audio) // 160
-    rms = np.sqrt((audio[: frames * 160].reshape(frames, 160) ** 2).mean(axis=1))
-    loud = np.flatnonzero(rms > level)
-    return audio[loud[0] * 160 : (loud[-1] + 1) * 160]
+    return deepgram_client(server, key, _HTTP)
 
 
 def stream(
@@ -192,17 +165,7 @@ def test_eager_end_of_turn_then_turn_resumed_on_a_mid_sentence_pause(
 
 def test_refusals_a_deepgram_client_understands(server: ServerProcess) -> None:
     def refused(client: DeepgramClient, **options: Any) -> int:
-        with (
-            pytest.raises((ApiError, InvalidStatus)) as error,
-            client.listen.v2.connect(model="flux-general-en", **options),
-        ):
-            pass
-        refusal = error.value
-        if isinstance(refusal, InvalidStatus):
-            assert refusal.response.headers["dg-error"]
-            return refusal.response.status_code
-        assert refusal.status_code is not None
-        return refusal.status_code
+        return refused_status(lambda: client.listen.v2.connect(model="flux-general-en", **options))
 
     assert refused(deepgram(server, generate_key())) == 401
     assert refused(deepgram(server), eot_timeout_ms="50") == 400

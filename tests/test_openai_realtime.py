@@ -25,10 +25,12 @@ from openai.types.realtime import (
     SessionCreatedEvent,
     SessionUpdatedEvent,
 )
+from tests.dialect_helpers import keyed_server
+from tests.fakes import pcm16
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from conftest import ARTIFACTS, Clip
+from conftest import Clip
 from earshot.auth import generate_key
 from earshot.server_process import ServerProcess
 from earshot.wer import error_rate
@@ -50,14 +52,7 @@ Delta = ConversationItemInputAudioTranscriptionDeltaEvent
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    ARTIFACTS.mkdir(exist_ok=True)
-    folder = tmp_path_factory.mktemp("openai")
-    keys = folder / "keys"
-    keys.write_text(f"{KEY} name=agent\n")
-    with ServerProcess(
-        "--api-keys-file", str(keys), "--data-dir", str(folder / "data"), "--max-sessions", "2",
-        log_path=ARTIFACTS / "openai-server.log",
-    ) as server:  # fmt: skip
+    with keyed_server(tmp_path_factory, "openai", KEY, "--max-sessions", "2") as server:
         yield server
 
 
@@ -68,10 +63,6 @@ def client(server: ServerProcess, key: str = KEY) -> openai.OpenAI:
         websocket_base_url=f"ws://127.0.0.1:{server.port}/v1",
         max_retries=0,
     )
-
-
-def pcm16(audio: np.ndarray) -> bytes:
-    return (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
 
 
 def mulaw(audio: np.ndarray) -> bytes:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from tests.dialect_helpers import keyed_server
 
 with warnings.catch_warnings():
     # Pipecat's audio helpers import the standard library's audioop (deprecated in 3.11).
@@ -25,7 +26,7 @@ with warnings.catch_warnings():
     from pipecat.services.stt_service import STTService
     from pipecat.workers.runner import WorkerRunner
 
-from conftest import ARTIFACTS, Clip
+from conftest import Clip
 from earshot.auth import generate_key
 from earshot.server_process import ServerProcess
 from earshot.wer import error_rate
@@ -40,14 +41,7 @@ WER_BOUND = 0.12
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    ARTIFACTS.mkdir(exist_ok=True)
-    folder = tmp_path_factory.mktemp("pipecat")
-    keys = folder / "keys"
-    keys.write_text(f"{KEY} name=pipecat\n")
-    with ServerProcess(
-        "--api-keys-file", str(keys), "--data-dir", str(folder / "data"),
-        log_path=ARTIFACTS / "pipecat-server.log",
-    ) as server:  # fmt: skip
+    with keyed_server(tmp_path_factory, "pipecat", KEY) as server:
         yield server
 
 

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from tests.conftest import Clip
+from tests.conftest import Clip, trimmed
 from tests.test_audio_codecs import encode_opus
 from websockets.asyncio.client import connect as ws_connect
 
@@ -101,14 +101,6 @@ async def test_malformed_opus_is_invalid_audio_with_close_1003(
     async with connect(earshot_server.ws_url, encoding="ogg_opus") as stream:
         await stream.close_stream()
         assert isinstance((await collect(stream))[-1], Closed)
-
-
-def trimmed(audio: np.ndarray, level: float = 0.02) -> np.ndarray:
-    """The clip without its leading and trailing quiet, so the gap we add is the pause."""
-    frames = len(audio) // 160
-    rms = np.sqrt((audio[: frames * 160].reshape(frames, 160) ** 2).mean(axis=1))
-    loud = np.flatnonzero(rms > level)
-    return audio[loud[0] * 160 : (loud[-1] + 1) * 160]
 
 
 async def test_eager_end_of_turn_on_a_mid_sentence_pause(

@@ -169,7 +169,7 @@ class WhisperEngine:
         for beam, group in sorted(retry.items()):
             self.last_stats.fallbacks += len(group)
             for request, transcript in zip(group, self._run_group(group, FULL_WINDOW, beam)):
-                results[request.id] = transcript or self._blank(request, "repetition")
+                results[request.id] = transcript or self._blank(request, "repetition", beam=beam)
         self.last_stats.seconds = time.perf_counter() - started
         return [results[r.id] for r in requests]
 
@@ -230,7 +230,9 @@ class WhisperEngine:
                 len(result.tokens), result.text, duration, self.config.compression_ratio_threshold
             ):
                 out.append(
-                    None if window < FULL_WINDOW else self._blank(request, "repetition", result)
+                    None
+                    if window < FULL_WINDOW
+                    else self._blank(request, "repetition", result, beam)
                 )
                 continue
             reason = self._hallucination(result)
@@ -239,7 +241,7 @@ class WhisperEngine:
                 # better no partial than one in the wrong language. Finals always speak.
                 reason = "language_unsure"
             if reason:
-                out.append(self._blank(request, reason, result))
+                out.append(self._blank(request, reason, result, beam))
                 continue
             out.append(
                 Transcript(
@@ -440,7 +442,11 @@ class WhisperEngine:
         return None
 
     def _blank(
-        self, request: TranscriptionRequest, reason: str, result: _Decoded | None = None
+        self,
+        request: TranscriptionRequest,
+        reason: str,
+        result: _Decoded | None = None,
+        beam: int = 1,
     ) -> Transcript:
         return Transcript(
             text="",
@@ -448,6 +454,7 @@ class WhisperEngine:
             suppressed=reason,
             avg_logprob=result.avg_logprob if result else 0.0,
             no_speech_prob=result.no_speech_prob if result else 0.0,
+            beam_size=beam,
         )
 
 

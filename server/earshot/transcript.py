@@ -74,7 +74,8 @@ class Transcript:
     no_speech_prob: float = 0.0
     window_frames: int = 0
     """Encoder window used (shows bucketing and runaway fallbacks)."""
-    beam_size: int = 1
-    """Beam width of the decode that gave ``text``."""
+    beam_size: int = 0
+    """Beam width of the decode that gave ``text`` (blank or not); 0: none ran (an
+    engine error), which ``earshot_finals_by_beam_total`` does not count."""
     error: str | None = None
     """Set when the engine failed on this request; text is then empty."""

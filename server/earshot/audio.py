@@ -285,18 +285,18 @@ _WAV_CODES = {(1, 16): "pcm_s16le", (3, 32): "pcm_f32le", (7, 8): "pcm_mulaw", (
 """WAVE format tag and bits per sample → the raw encoding."""
 
 
+_OPUS_MAGIC = {b"OggS": "ogg_opus", b"\x1a\x45\xdf\xa3": "webm_opus"}
+"""The first bytes of an Ogg stream and of an EBML (WebM) document."""
+
+
 def _detect(head: bytes) -> tuple[AudioDecoder, bytes] | None:
     """The decoder for a stream starting with ``head`` and the bytes it should decode
     first; None while ``head`` is too short to tell."""
-    if head.startswith(b"OggS") or head.startswith(b"\x1a\x45\xdf\xa3"):
-        encoding = "ogg_opus" if head.startswith(b"OggS") else "webm_opus"
-        return decoder_for(AudioFormat(encoding=encoding)), head
-    if len(head) < 12:
-        if b"RIFF".startswith(head[:4]) or b"OggS".startswith(head[:4]):
-            return None
-        if b"\x1a\x45\xdf\xa3".startswith(head[:4]):
-            return None
-        raise AudioFormatError("no encoding given, and the audio is not WAV, Ogg or WebM")
+    for magic, encoding in _OPUS_MAGIC.items():
+        if head.startswith(magic):
+            return decoder_for(AudioFormat(encoding=encoding)), head
+    if len(head) < 12 and any(m.startswith(head[: len(m)]) for m in (b"RIFF", *_OPUS_MAGIC)):
+        return None  # too short to tell yet
     if not (head.startswith(b"RIFF") and head[8:12] == b"WAVE"):
         raise AudioFormatError("no encoding given, and the audio is not WAV, Ogg or WebM")
     offset, fmt = 12, None
